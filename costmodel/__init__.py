@@ -1,0 +1,1 @@
+"""Symbolic cost model: sympy expressions, vectorized evaluation, strategies."""

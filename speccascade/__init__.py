@@ -1,0 +1,1 @@
+"""speccascade: predict, simulate, execute and calibrate speculative decoding cascades."""

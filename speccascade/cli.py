@@ -15,6 +15,7 @@ from speccascade.hardware.errors import InputError
 from speccascade.hardware.registry import validation_message
 
 from .cli_hardware import app as hardware_app
+from .cli_predict import register as register_predict
 
 app = typer.Typer(
     name="speccascade",
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(hardware_app, name="hardware", help="Chip profiles: list, show, probe this machine.")
+register_predict(app)
 
 
 def fail(message: str) -> None:

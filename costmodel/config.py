@@ -1,0 +1,140 @@
+"""What a prediction is asked for: one frozen, validated configuration (flags and TOML files both build it).
+
+Two modes: *hardware* (``hardware`` + ``target`` [+ ``draft``, ``tiny``]: stage times come from the forward-time
+model of each model on the chip) and *abstract* (``c`` given, no hardware: the draft costs ``c`` target steps and
+verification costs one step, as in Leviathan et al. 2023 section 3.4).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from speccascade.hardware.errors import InputError
+from speccascade.hardware.registry import validation_message
+
+from .tree import marginal_from_cumulative, validate_accuracies
+
+StrategyName = Literal["auto", "autoregressive", "speculative", "vertical", "filtered", "horizontal", "heads"]
+Probability = Field(default=None, ge=0.0, le=1.0)
+
+
+class HeadsAccuracy(BaseModel):
+    """Per-head top-k accuracies: ``heads[h][r]`` for head h+1 and rank r (cumulative top-(r+1) when cumulative)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    cumulative: bool
+    heads: list[list[float]] = Field(min_length=1)
+    source: str = ""
+
+    def marginal(self) -> list[list[float]]:
+        rows = marginal_from_cumulative(self.heads) if self.cumulative else self.heads
+        return validate_accuracies(rows)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "HeadsAccuracy":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: file not found") from None
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: not valid JSON ({error})") from None
+        try:
+            accuracy = cls.model_validate(data)
+        except ValidationError as error:
+            raise InputError(f"{path}: {validation_message(error)}") from None
+        accuracy.marginal()  # validate ranges now, with the file named
+        return accuracy
+
+
+class PredictConfig(BaseModel):
+    """Everything ``speccascade predict`` takes. Unknown fields are an error (a typo must not be ignored)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: StrategyName = "auto"
+    hardware: str | None = None
+    chips: int = Field(default=1, ge=1)
+    target: str | None = None
+    draft: str | None = None
+    tiny: str | None = None
+    k: int = Field(default=4, ge=1, le=256)
+    k_tiny: int = Field(default=3, ge=1, le=64)
+    alpha: float | None = Probability
+    alpha_tiny: float | None = Probability
+    alphas: list[float] | None = None                      # horizontal: acceptance per draft position
+    k_draft: int | None = Field(default=None, ge=0)        # horizontal: positions the Draft drafts
+    filter_width: int = Field(default=64, ge=1)            # filtered: Tiny's top-m
+    gamma_tiny: float = Field(default=0.95, ge=0.0, le=1.0)                 # seed eq. 6 gamma_0
+    gamma_draft_given_tiny: float = Field(default=0.85, ge=0.0, le=1.0)     # gamma_1|0
+    gamma_target_given_draft: float | None = Probability                   # gamma_2|1 (default: alpha)
+    c: float | None = Field(default=None, ge=0.0)          # abstract: draft / target cost per forward
+    c_tiny: float | None = Field(default=None, ge=0.0)     # abstract: tiny / target cost per forward
+    batch: int = Field(default=1, ge=1)
+    context: int = Field(default=1024, ge=0)
+    combine: Literal["max", "sum"] = "max"
+    heads_accuracy: HeadsAccuracy | None = None
+    tree_nodes: int = Field(default=63, ge=0)
+    verify_cost: float | None = Field(default=None, gt=0.0)  # heads: tree verification / one decode step
+    onchip_weights: bool = True  # allow weights in on-chip memory (VMEM, L2) when they fit (the seed's eq. 4)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PredictConfig":
+        if self.alphas is not None and any(not 0.0 <= value <= 1.0 for value in self.alphas):
+            raise ValueError("every value of alphas must lie in [0, 1]")
+        if self.hardware is not None and self.target is None:
+            raise ValueError("hardware mode needs a target model (--target)")
+        if self.hardware is None and self.c is None and self.strategy != "heads" and self.heads_accuracy is None:
+            if self.target is not None or self.draft is not None:
+                raise ValueError("models need a chip: give --hardware (or --c for the abstract cost ratio)")
+        if self.strategy == "heads" and self.heads_accuracy is None:
+            raise ValueError("the heads strategy needs --heads-accuracy FILE.json")
+        return self
+
+    @property
+    def abstract(self) -> bool:
+        return self.hardware is None
+
+    def resolved_strategy(self) -> str:
+        """``auto`` picks the richest strategy the given inputs describe."""
+        if self.strategy != "auto":
+            return self.strategy
+        if self.heads_accuracy is not None:
+            return "heads"
+        if self.alphas is not None:
+            return "horizontal"
+        if self.tiny is not None or self.c_tiny is not None:
+            return "vertical"
+        if self.draft is not None or self.c is not None:
+            return "speculative"
+        return "autoregressive"
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides) -> "PredictConfig":
+        """Read a TOML config (same names as the flags, with underscores); ``overrides`` win over the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise InputError(f"{path}: not valid TOML ({error})") from None
+        if "heads_accuracy" in data and isinstance(data["heads_accuracy"], str):
+            data["heads_accuracy"] = HeadsAccuracy.from_file(path.parent / data["heads_accuracy"])
+        data.update(overrides)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise InputError(f"{path}: {validation_message(error)}") from None
+
+
+# The seed paper's headline setup (shared/seeds/000, section 4 and Table 1): TPU v5e, Gemma-7B bf16 target,
+# Gemma-2B int8 draft, 10M Tiny. Acceptances are the paper's *claimed* gamma_2|1 = 0.90 and gamma_1|0 = 0.85.
+HEADLINE = PredictConfig(hardware="tpu-v5e", chips=2, target="gemma-7b", draft="gemma-2b:int8", tiny="tiny-10m",
+                         k=4, k_tiny=3, alpha=0.9, alpha_tiny=0.85)

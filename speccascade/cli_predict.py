@@ -1,0 +1,77 @@
+"""``speccascade predict`` (rich table or JSON) and ``speccascade explain STRATEGY`` (the formulas)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from speccascade.costmodel.config import PredictConfig
+from speccascade.costmodel.explain import explain_text
+from speccascade.costmodel.predict import Prediction, predict
+
+from .cli_options import config_options
+
+
+@config_options
+def predict_command(config: PredictConfig,
+                    json_output: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Predict ms/token, tokens/s and speedup of a strategy (default: the seed paper's headline setup)."""
+    prediction = predict(config)
+    if json_output:
+        typer.echo(json.dumps(prediction.to_json(), indent=2))
+        return
+    render(prediction, config)
+
+
+def render(prediction: Prediction, config: PredictConfig, console: Console | None = None) -> None:
+    console = console or Console()
+    unit = prediction.units
+    where = (f"{config.hardware} x{config.chips}, target {config.target}" if prediction.mode == "hardware"
+             else f"abstract: c = {config.c}, verify = 1 target step")
+    table = Table(title=f"speccascade predict  ({where}; batch {config.batch}, context {config.context})")
+    table.add_column("strategy")
+    table.add_column(f"{'ms' if unit == 'ms' else 'steps'}/token", justify="right")
+    if prediction.tokens_per_s is not None:
+        table.add_column("tokens/s", justify="right")
+    table.add_column("speedup", justify="right")
+    table.add_column("E(tokens/step)", justify="right")
+    rows = [(alt["strategy"], alt["ms_per_token"], alt["speedup"], alt["expected_tokens_per_step"])
+            for alt in prediction.alternatives]
+    rows.append((prediction.strategy, prediction.ms_per_token, prediction.speedup,
+                 prediction.expected_tokens_per_step))
+    for name, ms_per_token, speedup, expected in rows:
+        cells = [name if name != prediction.strategy else f"[bold]{name}[/bold]", f"{ms_per_token:.3f}"]
+        if prediction.tokens_per_s is not None:
+            cells.append(f"{1e3 / ms_per_token:.1f}")
+        cells += [f"{speedup:.2f}x", f"{expected:.2f}"]
+        table.add_row(*cells)
+    console.print(table)
+    stages = Table(title=f"{prediction.strategy}: one target step = {prediction.step_ms:.3f} {unit}")
+    for column in ("stage", "model", "memory level", "forwards x tokens", unit):
+        stages.add_column(column, justify="right" if column in (unit, "forwards x tokens") else "left")
+    for stage in prediction.stages:
+        stages.add_row(stage.name, stage.model, stage.level, f"{stage.forwards:g} x {stage.tokens_per_forward:g}",
+                       f"{stage.ms:.3f}")
+    console.print(stages)
+    console.print(f"physical bound: {prediction.bound_ms_per_token:.3f} {unit}/token "
+                  f"(target weights streamed once per step, {prediction.max_tokens_per_step:g} tokens at most)")
+    if prediction.memory_per_chip_gb:
+        used = ", ".join(f"{level} {gb:.3f} GB" for level, gb in prediction.memory_per_chip_gb.items())
+        console.print(f"fits: {'yes' if prediction.fits else '[red]no[/red]'}  (per chip: {used})")
+    for warning in prediction.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def explain_command(strategy: str = typer.Argument(..., help="autoregressive|speculative|vertical|filtered|horizontal|heads|forward"),
+                    latex: bool = typer.Option(False, "--latex", help="LaTeX instead of a pretty print.")) -> None:
+    """Print a strategy's cost-model expressions (sympy), with their sources."""
+    typer.echo(explain_text(strategy, latex=latex))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)
+    app.command("explain")(explain_command)
+

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from speccascade.hardware import ChipProfile
 from speccascade.hardware.errors import InputError
 
 from .acceptance import filtered_total_acceptance, horizontal_expected_tokens
@@ -127,7 +128,8 @@ def evaluate(strategy: str, config: PredictConfig, timings: StageTimings | None 
                 values["t_heads"] = 0.0
     compiled = STRATEGIES[strategy]
     needed = lambda part: {s.name: values[s.name] for s in compiled.compiled(part).arguments}  # noqa: E731
-    expected = np.broadcast_to(compiled.compiled("expected_tokens")(**needed("expected_tokens")), np.shape(verify))
+    expected = np.asarray(compiled.compiled("expected_tokens")(**needed("expected_tokens")), dtype=float)
+    expected = np.broadcast_to(expected, np.broadcast_shapes(expected.shape, np.shape(verify)))
     step = compiled.compiled("step_time")(**needed("step_time"))
     ms_per_token = step / expected
     max_tokens = tree_for(config).depth + 1 if strategy == "heads" else verify
@@ -199,7 +201,8 @@ def _warnings(strategy: str, config: PredictConfig, timings: StageTimings, resul
     return notes
 
 
-def predict(config: PredictConfig, strategy: str | None = None, *, alternatives: bool = True) -> Prediction:
+def predict(config: PredictConfig, strategy: str | None = None, *, alternatives: bool = True,
+            chip: ChipProfile | None = None) -> Prediction:
     """One strategy's prediction with its breakdown (``strategy`` defaults to ``config.resolved_strategy()``)."""
     strategy = strategy or config.resolved_strategy()
     if strategy == "heads" and config.heads_accuracy is None:
@@ -207,7 +210,7 @@ def predict(config: PredictConfig, strategy: str | None = None, *, alternatives:
     verify_hint = {"speculative": config.k + 1, "filtered": config.k + 1, "horizontal": config.k + 1,
                    "vertical": config.k * (config.k_tiny + 1) + 1,
                    "heads": config.tree_nodes + 1}.get(strategy, 1)
-    timings = stage_timings(config, verify_tokens=verify_hint)
+    timings = stage_timings(config, verify_tokens=verify_hint, chip=chip)
     result = evaluate(strategy, config, timings)
     ms_per_token = _scalar(result["ms_per_token"])
     placement = timings.placement
@@ -232,7 +235,7 @@ def predict(config: PredictConfig, strategy: str | None = None, *, alternatives:
         prediction.alternatives = [
             {"strategy": other.strategy, "ms_per_token": other.ms_per_token, "speedup": other.speedup,
              "expected_tokens_per_step": other.expected_tokens_per_step}
-            for other in (predict(config, name, alternatives=False) for name in baselines(strategy, config))]
+            for other in (predict(config, name, alternatives=False, chip=chip) for name in baselines(strategy, config))]
     return prediction
 
 

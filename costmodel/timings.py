@@ -82,11 +82,12 @@ class StageTimings:
         return 1e3 * bytes_read / level.bandwidth_bytes_per_s / max_tokens
 
 
-def stage_timings(config: PredictConfig, *, verify_tokens: int = 1) -> StageTimings:
-    """Load profiles, place the models, and return the per-stage timing functions for ``config``."""
+def stage_timings(config: PredictConfig, *, verify_tokens: int = 1, chip: ChipProfile | None = None) -> StageTimings:
+    """Load profiles, place the models, and return the per-stage timing functions for ``config`` (``chip``
+    replaces the named profile, e.g. a calibrated or what-if variant)."""
     if config.abstract:
         return StageTimings(config)
-    chip = load_chip(config.hardware)
+    chip = chip or load_chip(config.hardware)
     roles = {"target": config.target, "draft": config.draft, "tiny": config.tiny}
     models = {role: load_model(name) for role, name in roles.items() if name is not None}
     tensor_parallel = {role: (config.chips if role == "target" else 1) for role in models}

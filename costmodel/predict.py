@@ -144,8 +144,9 @@ def _scalar(value) -> float:
 
 
 def _stages(strategy: str, config: PredictConfig, timings: StageTimings, result: dict) -> list[StageTime]:
-    values, names = result["values"], {"target": config.target or "target", "draft": config.draft or "draft",
-                                       "tiny": config.tiny or "tiny"}
+    values = result["values"]
+    names = {"target": config.target or "target", "draft": config.draft or "draft", "tiny": config.tiny or "tiny",
+             "heads": timings.models["heads"].name if "heads" in timings.models else "heads"}
     k, k_tiny = float(config.k), float(config.k_tiny)
 
     def stage(name, role, ms_per_forward, forwards, tokens):
@@ -173,7 +174,7 @@ def _stages(strategy: str, config: PredictConfig, timings: StageTimings, result:
             stages.append(stage("tiny positions", "tiny", values["t_tiny_1"], positions - k_draft, 1))
     elif strategy == "heads":
         if _scalar(values["t_heads"]) > 0:
-            stages.append(stage("medusa heads", "target", values["t_heads"], 1, 1))
+            stages.append(stage("medusa heads", "heads", values["t_heads"], 1, 1))
     stages.append(stage("verify", "target", values["t_target_verify"], 1, verify))
     return stages
 
@@ -210,7 +211,8 @@ def predict(config: PredictConfig, strategy: str | None = None, *, alternatives:
     verify_hint = {"speculative": config.k + 1, "filtered": config.k + 1, "horizontal": config.k + 1,
                    "vertical": config.k * (config.k_tiny + 1) + 1,
                    "heads": config.tree_nodes + 1}.get(strategy, 1)
-    timings = stage_timings(config, verify_tokens=verify_hint, chip=chip)
+    heads = len(config.heads_accuracy.heads) if strategy == "heads" and not config.verify_cost else 0
+    timings = stage_timings(config, verify_tokens=verify_hint, chip=chip, heads=heads)
     result = evaluate(strategy, config, timings)
     ms_per_token = _scalar(result["ms_per_token"])
     placement = timings.placement

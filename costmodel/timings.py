@@ -19,9 +19,17 @@ from .config import PredictConfig
 from .forward import forward_time
 from .placement import Placement, Resident, place
 
-# Medusa-1 heads: each a residual block (d x d) plus its own output layer (d x vocab) (Cai et al. 2024, eq. 1).
 def heads_params(model: ModelProfile, heads: int) -> float:
+    """Medusa-1 heads: each a residual block (d x d) plus its own output layer (d x vocab) (Cai et al. 2024, eq. 1)."""
     return heads * (model.d_model * model.d_model + model.d_model * model.vocab)
+
+
+def heads_profile(target: ModelProfile, heads: int) -> ModelProfile:
+    """The heads as a resident of their own, so placement counts their bytes."""
+    return ModelProfile(name=f"{target.name}+{heads}-medusa-heads", architecture="projection",
+                        params_total=heads_params(target, heads), params_embedding=0.0, tied_embeddings=False,
+                        layers=0, d_model=target.d_model, heads=0, kv_heads=0, head_dim=0, d_ff=target.d_model,
+                        vocab=target.vocab, dtype=target.dtype, source="Medusa-1 heads: H x (d^2 + d V) parameters")
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class StageTimings:
         if self.abstract:
             return 0.0
         target = self.models["target"]
-        level = self.chip.level(self.level("target"))
+        level = self.chip.level(self.level("heads") if "heads" in self.models else self.level("target"))
         bytes_read = heads_params(target, heads) * target.bytes_per_param / self.tensor_parallel["target"]
         return 1e3 * bytes_read / (level.bandwidth_bytes_per_s * self.chip.bandwidth_fraction(level.name))
 
@@ -82,7 +90,8 @@ class StageTimings:
         return 1e3 * bytes_read / level.bandwidth_bytes_per_s / max_tokens
 
 
-def stage_timings(config: PredictConfig, *, verify_tokens: int = 1, chip: ChipProfile | None = None) -> StageTimings:
+def stage_timings(config: PredictConfig, *, verify_tokens: int = 1, chip: ChipProfile | None = None,
+                  heads: int = 0) -> StageTimings:
     """Load profiles, place the models, and return the per-stage timing functions for ``config`` (``chip``
     replaces the named profile, e.g. a calibrated or what-if variant)."""
     if config.abstract:
@@ -90,7 +99,9 @@ def stage_timings(config: PredictConfig, *, verify_tokens: int = 1, chip: ChipPr
     chip = chip or load_chip(config.hardware)
     roles = {"target": config.target, "draft": config.draft, "tiny": config.tiny}
     models = {role: load_model(name) for role, name in roles.items() if name is not None}
-    tensor_parallel = {role: (config.chips if role == "target" else 1) for role in models}
+    if heads:
+        models["heads"] = heads_profile(models["target"], heads)
+    tensor_parallel = {role: (config.chips if role in ("target", "heads") else 1) for role in models}
     residents = [Resident(role, model, tensor_parallel[role], max_tokens=verify_tokens if role == "target" else 1)
                  for role, model in models.items()]
     if config.onchip_weights:

@@ -1,0 +1,191 @@
+"""Chip and model profiles, the hardware CLI, and a quick probe of this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from speccascade.cli import main
+from speccascade.hardware import InputError, UnknownNameError, list_chips, list_models, load_chip, load_model
+
+GiB = 1 << 30
+SHIPPED_CHIPS = {"tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "v100", "a100-40g", "a100-80g", "h100-sxm", "h200", "l4",
+                 "tpu-v5e-as-stated"}
+SHIPPED_MODELS = {"gemma-2b", "gemma-7b", "llama-2-7b", "llama-2-13b", "llama-2-70b", "vicuna-7b", "vicuna-13b",
+                  "vicuna-33b", "llama-3-8b", "llama-3-70b", "mistral-7b", "tiny-10m"}
+
+
+@pytest.fixture(autouse=True)
+def empty_user_home(tmp_path, monkeypatch):
+    """Profiles a user probed on this machine must not leak into the tests."""
+    monkeypatch.setenv("SPECCASCADE_HOME", str(tmp_path / "home"))
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``speccascade ARGV`` through :func:`main`; return (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def decoder_params(model) -> float:
+    """Parameters from the architecture: embedding (+ untied lm_head) + layers x (attention + gated MLP + 2 norms)
+    + final norm; the projection model is V*(d_model + d_ff + 1) + d_ff*(d_model + 3)."""
+    if model.architecture == "projection":
+        return model.vocab * (model.d_model + model.d_ff + 1) + model.d_ff * (model.d_model + 3)
+    d, hd = model.d_model, model.head_dim
+    attention = d * model.heads * hd * 2 + d * model.kv_heads * hd * 2
+    per_layer = attention + 3 * d * model.d_ff + 2 * d
+    embeddings = model.vocab * d * (1 if model.tied_embeddings else 2)
+    return embeddings + model.layers * per_layer + d
+
+
+# --- shipped profiles -------------------------------------------------------------------------------------
+def test_every_shipped_profile_is_listed_and_validates():
+    assert SHIPPED_CHIPS <= set(list_chips())
+    assert SHIPPED_MODELS <= set(list_models())
+    for name in list_chips():
+        chip = load_chip(name)
+        assert chip.name == name
+        assert chip.corrections.calibrated is False  # shipped profiles hold datasheet peaks only
+        assert all(level.source for level in chip.memory), name
+    for name in list_models():
+        assert load_model(name).name == name
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_stated_params_match_the_architecture(name):
+    model = load_model(name)
+    assert decoder_params(model) == pytest.approx(model.params_total, rel=2e-3)
+
+
+def test_gemma_7b_weights_fill_a_v5e_chip():
+    """17.08e9 bytes in bf16: above the datasheet's "16 GB" but just under 16 GiB (99.4%), so one chip holds the
+    weights with ~0.1 GB to spare: no room for the seed's int8 Gemma-2B draft, nor for a KV cache of 256 tokens."""
+    gemma, draft, hbm = load_model("gemma-7b"), load_model("gemma-2b:int8"), load_chip("tpu-v5e").memory[-1]
+    assert gemma.weight_bytes == pytest.approx(17.08e9, rel=0.01)
+    assert gemma.weight_bytes > 16e9
+    assert gemma.weight_bytes == pytest.approx(16 * GiB, rel=0.01) and hbm.capacity_bytes == 16 * GiB
+    assert gemma.weight_bytes + draft.weight_bytes > hbm.capacity_bytes
+    assert gemma.weight_bytes + 256 * gemma.kv_bytes_per_token > hbm.capacity_bytes
+
+
+def test_tiny_is_about_ten_million_params_and_20_mb_in_bf16():
+    tiny = load_model("tiny-10m")
+    assert tiny.architecture == "projection" and tiny.vocab == 256000
+    assert tiny.params_total == pytest.approx(10e6, rel=0.01)
+    assert tiny.weight_bytes == pytest.approx(20e6, rel=0.01)
+
+
+def test_quantization_suffix_scales_weight_bytes():
+    bf16, int8, int4 = load_model("gemma-2b"), load_model("gemma-2b:int8"), load_model("gemma-2b:int4")
+    assert int8.weight_bytes == pytest.approx(bf16.weight_bytes / 2)
+    assert int4.weight_bytes == pytest.approx(bf16.weight_bytes / 4)
+    assert int8.name == "gemma-2b:int8" and int8.params_total == bf16.params_total
+    with pytest.raises(InputError, match="unknown quantization"):
+        load_model("gemma-2b:int3")
+
+
+def test_architecture_spot_numbers():
+    assert load_model("gemma-2b").kv_heads == 1 and load_model("gemma-2b").head_dim == 256
+    for name in ("llama-3-8b", "llama-3-70b", "mistral-7b", "llama-2-70b"):
+        assert load_model(name).kv_heads == 8
+    assert load_model("llama-3-8b").vocab == 128256
+
+
+def test_as_stated_v5e_keeps_the_seed_figures_apart_from_the_documented_ones():
+    stated, documented = load_chip("tpu-v5e-as-stated"), load_chip("tpu-v5e")
+    assert stated.level("VMEM").capacity_bytes == 16 * (1 << 20)
+    assert documented.level("VMEM").capacity_bytes == 128 * (1 << 20)
+    assert documented.cores_per_chip == 1 and stated.cores_per_chip == 16
+    assert stated.level("HBM").bandwidth_bytes_per_s == documented.level("HBM").bandwidth_bytes_per_s == 819e9
+
+
+def test_gpu_profiles_use_dense_peaks_and_fastest_level_first():
+    h100 = load_chip("h100-sxm")
+    assert h100.peak_flops["bf16"] == 989e12  # dense, not the 1979 sparse headline
+    assert [level.name for level in h100.memory] == ["L2", "HBM"]
+    assert h100.memory[-1].bandwidth_bytes_per_s == 3.35e12
+    assert load_chip("v100").memory[-1].capacity_bytes == 16e9
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+def test_unknown_chip_name_lists_known_names():
+    with pytest.raises(UnknownNameError) as error:
+        load_chip("tpu-v99")
+    assert "tpu-v5e" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cli_unknown_name_is_one_line_and_exit_2(capsys):
+    code, out, err = run_cli(capsys, "hardware", "show", "tpu-v99")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: unknown")
+    assert "tpu-v5e" in err and "gemma-7b" in err
+    assert "Traceback" not in err + out
+
+
+def test_cli_malformed_toml_is_exit_2(tmp_path, capsys):
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "x"\nvendor = \n')
+    code, _, err = run_cli(capsys, "hardware", "show", str(broken))
+    assert code == 2 and "not valid TOML" in err and err.count("\n") == 1
+    misspelled = tmp_path / "misspelled.toml"
+    misspelled.write_text(_shipped("chips", "tpu-v5e").read_text().replace("cores_per_chip", "core_per_chip"))
+    code, _, err = run_cli(capsys, "hardware", "show", str(misspelled))
+    assert code == 2 and "_per_chip" in err and err.count("\n") == 1  # names the missing or misspelled field
+
+
+def _shipped(kind: str, name: str) -> Path:
+    from speccascade.hardware.registry import _package_dir
+
+    return _package_dir(kind) / f"{name}.toml"
+
+
+# --- CLI output -------------------------------------------------------------------------------------------
+def test_cli_list_json(capsys):
+    code, out, _ = run_cli(capsys, "hardware", "list", "--json")
+    assert code == 0
+    listing = json.loads(out)
+    assert SHIPPED_CHIPS <= {chip["name"] for chip in listing["chips"]}
+    assert SHIPPED_MODELS <= {model["name"] for model in listing["models"]}
+    v5e = next(chip for chip in listing["chips"] if chip["name"] == "tpu-v5e")
+    assert v5e["levels"] == ["VMEM", "HBM"] and v5e["main_bandwidth_bytes_per_s"] == 819e9
+
+
+def test_cli_list_and_show_tables(capsys):
+    code, out, _ = run_cli(capsys, "hardware", "list")
+    assert code == 0 and "tpu-v5e-as-stated" in out and "tiny-10m" in out
+    code, out, _ = run_cli(capsys, "hardware", "show", "tpu-v5p")
+    assert code == 0 and "disputed" in out
+    code, out, _ = run_cli(capsys, "hardware", "show", "gemma-2b:int8", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["kind"] == "model" and shown["dtype"] == "int8"
+
+
+# --- probe ------------------------------------------------------------------------------------------------
+def test_quick_probe_writes_a_profile_load_chip_reads_back(tmp_path, capsys):
+    pytest.importorskip("jax")
+    output = tmp_path / "probed.toml"
+    code, out, err = run_cli(capsys, "hardware", "probe", "--quick", "--name", "ci-box", "--output", str(output),
+                             "--json")
+    assert code == 0, err
+    assert json.loads(out)["path"] == str(output)
+    chip = load_chip(str(output))
+    assert chip.name == "ci-box" and chip.corrections.calibrated
+    assert chip.corrections.overhead_s > 0
+    assert {"fp32", "bf16"} <= set(chip.peak_flops)
+    bandwidths = [level.bandwidth_bytes_per_s for level in chip.memory]
+    assert bandwidths == sorted(bandwidths, reverse=True) and bandwidths[-1] > 0
+    assert all(level.source.startswith("measured by speccascade hardware probe") for level in chip.memory)
+    assert output.read_text().startswith("# Chip profile 'ci-box'")
+
+
+def test_probe_rejects_a_name_that_is_not_a_file_name(capsys):
+    code, _, err = run_cli(capsys, "hardware", "probe", "--quick", "--name", "../evil")
+    assert code == 2 and "profile name" in err

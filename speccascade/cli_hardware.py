@@ -66,7 +66,8 @@ def model_summary(model: ModelProfile) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables.")) -> None:
+def list_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
+                 ) -> None:
     """List every chip and model profile (shipped and in $SPECCASCADE_HOME)."""
     chips = [load_chip(name) for name in list_chips()]
     models = [load_model(name) for name in list_models()]
@@ -80,7 +81,8 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print one J
     for chip in chips:
         main = chip.memory[-1]
         chip_table.add_row(chip.name, f"{main.name} {_gb(main.capacity_bytes)}",
-                           f"{main.bandwidth_bytes_per_s / GB:,.0f} GB/s", f"{chip.peak_flops['bf16'] / 1e12:,.1f} TFLOP/s",
+                           f"{main.bandwidth_bytes_per_s / GB:,.0f} GB/s",
+                           f"{chip.peak_flops['bf16'] / 1e12:,.1f} TFLOP/s",
                            _levels(chip), "yes" if chip.corrections.calibrated else "no")
     model_table = Table(title="Models (suffix NAME:int8|int4|bf16|fp32 changes the weight dtype)")
     for column in ("name", "architecture", "params", "embedding", "dtype", "weights"):
@@ -124,8 +126,9 @@ def _chip_rows(chip: ChipProfile) -> list[tuple[str, str, str]]:
         rows.append((f"peak {dtype}", f"{flops / 1e12:,.3f} TFLOP/s", chip.peak_flops_source))
     if chip.interconnect is not None:
         link = chip.interconnect
-        rows.append((f"interconnect {link.name}", f"{link.links_per_chip} x {link.link_bandwidth_bytes_per_s / GB:,.1f} "
-                     f"GB/s one way, {link.topology}, latency {link.latency_s * 1e6:.1f} us", link.source))
+        rows.append((f"interconnect {link.name}",
+                     f"{link.links_per_chip} x {link.link_bandwidth_bytes_per_s / GB:,.1f} GB/s one way, "
+                     f"{link.topology}, latency {link.latency_s * 1e6:.1f} us", link.source))
     corrections = chip.corrections
     fractions = ", ".join(f"{k} {v:.3f}" for k, v in corrections.bandwidth_fraction.items()) or "none"
     rows.append(("corrections", f"calibrated {corrections.calibrated}; bandwidth fractions {fractions}; compute "
@@ -137,7 +140,8 @@ def _chip_rows(chip: ChipProfile) -> list[tuple[str, str, str]]:
 
 def _model_rows(model: ModelProfile) -> list[tuple[str, str, str]]:
     rows = [("source", model.source, "every field below unless stated (the TOML comments cite each one)"),
-            ("params_total", f"{model.params_total:,.0f}", ""), ("params_embedding", f"{model.params_embedding:,.0f}", "")]
+            ("params_total", f"{model.params_total:,.0f}", ""),
+            ("params_embedding", f"{model.params_embedding:,.0f}", "")]
     rows += [(field, str(getattr(model, field)), "") for field in (
         "family", "architecture", "layers", "d_model", "heads", "kv_heads", "head_dim", "d_ff", "vocab",
         "tied_embeddings", "dtype")]
@@ -183,8 +187,9 @@ def probe_command(name: str = typer.Option("local", "--name", help="Profile name
     for column in ("field", "value"):
         table.add_column(column)
     for level in profile.memory:
-        table.add_row(f"memory {level.name}", f"{_bytes(level.capacity_bytes)}{' per core' if level.scope == 'core' else ''}"
-                      f", {level.bandwidth_bytes_per_s / GB:,.1f} GB/s")
+        scope = " per core" if level.scope == "core" else ""
+        table.add_row(f"memory {level.name}",
+                      f"{_bytes(level.capacity_bytes)}{scope}, {level.bandwidth_bytes_per_s / GB:,.1f} GB/s")
     for dtype, flops in profile.peak_flops.items():
         table.add_row(f"matmul {dtype}", f"{flops / 1e9:,.1f} GFLOP/s")
     table.add_row("dispatch overhead", f"{profile.corrections.overhead_s * 1e6:,.2f} us")

@@ -45,14 +45,26 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"file not found: {error.filename}")
     except (typer.Abort, KeyboardInterrupt):
         fail("aborted")
+    except typer.Exit as exit_:
+        raise SystemExit(exit_.exit_code) from None
     except SystemExit:
         raise
-    except Exception as error:  # click usage errors arrive here in non-standalone mode
+    except _usage_errors() as error:  # bad flags or arguments arrive here in non-standalone mode
+        fail(error.format_message())
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Usage-error classes: typer >= 0.20 vendors click (typer.TyperException); older typer uses click's."""
+    classes: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        classes.append(typer.TyperException)
+    try:
         import click
 
-        if isinstance(error, click.exceptions.ClickException):
-            fail(error.format_message())
-        raise
+        classes.append(click.exceptions.ClickException)
+    except ImportError:
+        pass
+    return tuple(classes)
 
 
 if __name__ == "__main__":

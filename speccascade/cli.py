@@ -16,6 +16,7 @@ from speccascade.hardware.registry import validation_message
 
 from .cli_hardware import app as hardware_app
 from .cli_predict import register as register_predict
+from .cli_analysis import register as register_analysis
 
 app = typer.Typer(
     name="speccascade",
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(hardware_app, name="hardware", help="Chip profiles: list, show, probe this machine.")
 register_predict(app)
+register_analysis(app)
 
 
 def fail(message: str) -> None:

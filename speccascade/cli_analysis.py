@@ -1,0 +1,265 @@
+"""``speccascade optimize``, ``speccascade sweep`` and ``speccascade audit`` (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from speccascade.costmodel.audit import audit, findings_json
+from speccascade.costmodel.claims import load_claim
+from speccascade.costmodel.config import PredictConfig
+from speccascade.costmodel.optimize import Candidate, OptimizeRequest, OptimizeResult, optimize
+from speccascade.hardware.errors import InputError
+
+from .cli_options import config_options
+
+
+def _numbers(text: str | None, flag: str, kind=float) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise InputError(f"{flag}: expected comma-separated {'integers' if kind is int else 'numbers'}, "
+                         f"got {text!r}") from None
+
+
+FLAG_NAMES = {"latency_limit_ms": "--latency-limit", "drafts": "--draft", "tinies": "--tiny", "batches": "--batch",
+              "quantizations": "--quantize"}
+
+
+def _flag_error(error: ValidationError) -> str:
+    """One line naming the flag: '--alpha: Input should be ... (got 1.5)', or the model-level message as is."""
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return message
+    name = str(first["loc"][0])
+    flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+    return f"{flag}: {message} (got {first['input']!r})"
+
+
+def _candidates(values: list[str] | None, flag: str) -> list[Candidate]:
+    """NAME or NAME=ALPHA, repeated or comma-separated."""
+    out = []
+    for value in values or []:
+        for part in value.split(","):
+            name, _, alpha = part.strip().partition("=")
+            if not name:
+                raise InputError(f"{flag}: empty model name in {value!r}")
+            try:
+                out.append(Candidate(name=name, alpha=float(alpha) if alpha else None))
+            except ValueError:
+                raise InputError(f"{flag}: expected NAME or NAME=ALPHA with ALPHA in [0, 1], got {part!r}") from None
+    return out
+
+
+def optimize_command(
+    hardware: Optional[str] = typer.Option(None, help="Chip profile (hardware mode)."),
+    target: Optional[str] = typer.Option(None, help="Target model."),
+    draft: Optional[list[str]] = typer.Option(None, help="Draft candidate NAME[=ALPHA] (repeat or comma-separate)."),
+    tiny: Optional[list[str]] = typer.Option(None, help="Tiny candidate NAME[=ALPHA_TINY] (repeat or comma-separate)."),
+    quantize: Optional[str] = typer.Option(None, help="Also try each draft quantized: e.g. int8,int4."),
+    alpha: Optional[float] = typer.Option(None, help="Acceptance for drafts given without =ALPHA (abstract: alpha)."),
+    alpha_tiny: Optional[float] = typer.Option(None, "--alpha-tiny", help="Acceptance of Tiny tokens by the Draft."),
+    c: Optional[float] = typer.Option(None, "--c", help="Abstract mode: draft/target cost per forward."),
+    c_tiny: Optional[float] = typer.Option(None, "--c-tiny", help="Abstract mode: tiny/target cost per forward."),
+    strategies: Optional[str] = typer.Option(None, help="Subset of autoregressive,speculative,vertical,filtered."),
+    k_max: int = typer.Option(32, "--k-max", help="Largest K searched."),
+    k_tiny_max: int = typer.Option(8, "--k-tiny-max", help="Largest k_tiny searched."),
+    filter_widths: str = typer.Option("16,64,256,1024", "--filter-widths", help="Filter widths m (filtered)."),
+    chips: str = typer.Option("1", help="Chip counts (target tensor parallelism) to try, e.g. 1,2,4,8."),
+    batch: str = typer.Option("1", help="Batch sizes to try."),
+    context: int = typer.Option(1024, help="Context length in the KV cache."),
+    combine: str = typer.Option("max", help="max (roofline) or sum (the seed's eq. 4)."),
+    objective: str = typer.Option("ms_per_token", help="ms_per_token | tokens_per_s_per_chip | throughput."),
+    latency_limit: Optional[float] = typer.Option(None, "--latency-limit", help="Max ms/token (throughput)."),
+    top: int = typer.Option(5, help="Configurations shown (best + runner-ups)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Find the best configuration: draft (and quantization), tiny stage or not, K, k_tiny, m, chips, batch."""
+    fields = {"hardware": hardware, "target": target, "alpha": alpha, "alpha_tiny": alpha_tiny, "c": c,
+              "c_tiny": c_tiny, "k_max": k_max, "k_tiny_max": k_tiny_max, "context": context, "combine": combine,
+              "objective": objective, "latency_limit_ms": latency_limit, "top": top,
+              "drafts": _candidates(draft, "--draft"), "tinies": _candidates(tiny, "--tiny"),
+              "quantizations": [q for q in (quantize or "").split(",") if q],
+              "filter_widths": _numbers(filter_widths, "--filter-widths", int),
+              "chips": _numbers(chips, "--chips", int), "batches": _numbers(batch, "--batch", int)}
+    if strategies is not None:
+        fields["strategies"] = [s for s in strategies.replace(" ", "").split(",") if s]
+    try:
+        request = OptimizeRequest.model_validate({key: value for key, value in fields.items() if value is not None})
+    except ValidationError as error:
+        raise InputError(_flag_error(error)) from None
+    result = optimize(request)
+    if json_output:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    render_optimize(result)
+
+
+def _console() -> Console:
+    """Rich console, at least 140 columns wide when printing to a pipe or file (tables stay readable)."""
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    return console
+
+
+def render_optimize(result: OptimizeResult, console: Console | None = None) -> None:
+    console = console or _console()
+    request = result.request
+    unit = result.best.units
+    where = (f"abstract: alpha {request.alpha}, c {request.c}" if request.abstract
+             else f"{request.hardware}, target {request.target}, context {request.context}")
+    table = Table(title=f"speccascade optimize ({where}; objective {request.objective}; "
+                        f"{result.configurations:,} configurations)")
+    top = result.top()
+    hardware = not request.abstract
+    cells = {
+        "#": lambda rank, ch: str(rank), "strategy": lambda rank, ch: ch.structure.strategy,
+        "draft": lambda rank, ch: ch.structure.draft or "-", "tiny": lambda rank, ch: ch.structure.tiny or "-",
+        "m": lambda rank, ch: str(ch.structure.filter_width or "-"), "chips": lambda rank, ch: str(ch.structure.chips),
+        "batch": lambda rank, ch: str(ch.structure.batch), "K": lambda rank, ch: str(ch.k or "-"),
+        "k_tiny": lambda rank, ch: str(ch.k_tiny or "-"),
+        f"{'ms' if unit == 'ms' else 'steps'}/token": lambda rank, ch: f"{ch.ms_per_token:.3f}",
+        "tokens/s": lambda rank, ch: f"{ch.tokens_per_s:.1f}" if ch.tokens_per_s else "-",
+        "speedup": lambda rank, ch: f"{ch.speedup:.3f}x", "E": lambda rank, ch: f"{ch.expected_tokens:.2f}",
+        "fits": lambda rank, ch: "yes" if ch.fits else "[red]no[/red]"}
+    hidden = set() if hardware else {"draft", "tiny", "m", "chips", "batch", "tokens/s", "fits"}
+    if not any(ch.k_tiny for ch in top):
+        hidden.add("k_tiny")
+    columns = [name for name in cells if name not in hidden]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("strategy", "draft", "tiny") else "right")
+    for rank, choice in enumerate(top, start=1):
+        table.add_row(*(cells[column](rank, choice) for column in columns))
+    console.print(table)
+    losers = result.losers()
+    if losers:
+        why = Table(title="why the others lose (best variant of each strategy/draft/tiny)")
+        for column in ("configuration", "K", "ms/token", "reason", "why"):
+            why.add_column(column)
+        for choice, reason, message in losers:
+            why.add_row(choice.structure.label(), str(choice.k or "-"), f"{choice.ms_per_token:.3f}", reason, message)
+        console.print(why)
+    for group in result.infeasible():
+        console.print(f"[red]{group['reason']}[/red]: {group['structures']} structure(s) at chips {group['chips']}, "
+                      f"batch {group['batch']} cannot run, e.g. {group['example']}")
+    closed = result.extras.get("closed_form")
+    if closed and "optimal_k" in closed:
+        optimum = closed["optimal_k"]
+        k_star = optimum["k_continuous"]
+        console.print(f"Lambert-W optimum: K* = {k_star if k_star is None else round(k_star, 4)} -> best integer "
+                      f"K = {optimum['k']} (speedup {optimum['speedup']:.4f}x)")
+        console.print(f"  K* = {optimum['formula']}")
+        console.print(f"break-even: alpha > {closed['break_even']['alpha_min']:.4g} (at K = "
+                      f"{closed['break_even']['k_at_min']})")
+    elif closed:
+        alpha_min = closed["break_even"]["alpha_min"]
+        console.print(f"with {closed['draft']}: c = {closed['c']:.4f}, continuous best K (scipy) = "
+                      f"{closed['k_continuous_scipy']:.2f}; break-even alpha = "
+                      f"{'none' if alpha_min is None else f'{alpha_min:.4f}'} "
+                      f"(K = {closed['break_even']['k_at_min']}, real verify cost)")
+    if closed and "synergy" in closed:
+        synergy = closed["synergy"]
+        threshold = synergy["alpha_tiny_min"]
+        console.print("tiny stage never beats the best 2-level setup" if threshold is None else
+                      f"tiny stage pays when alpha_tiny > {threshold:.4f} "
+                      f"(best 2-level speedup {synergy['best_2level_speedup']:.3f}x)")
+
+
+@config_options
+def sweep_command(
+    config: PredictConfig,
+    grid: Optional[list[str]] = typer.Option(None, "--grid", help="AXIS=v1,v2 or AXIS=start:stop[:step] (repeat). "
+                                             "Axes: alpha, alpha_tiny, k, k_tiny, gamma_*, strategy, hardware, chips, "
+                                             "target, draft, tiny, quantization, batch, context, filter_width, c, c_tiny."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Strategies to sweep (default: the config's)."),
+    out: Path = typer.Option(Path("sweep-out"), "--out", help="Directory for the table and plots."),
+    formats: str = typer.Option("csv,json,parquet", "--formats", help="Table formats (parquet needs pyarrow)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Evaluate a grid of configurations into a table (CSV, JSON, Parquet) and plots; the base is the config flags."""
+    import time
+
+    from rich.progress import Progress
+
+    from speccascade.costmodel.plots import plot_all
+    from speccascade.costmodel.sweep import SweepSpec, parse_axis, run_sweep
+
+    axes = dict(parse_axis(text) for text in grid or [])
+    chosen = tuple(s for s in (strategies or "").replace(" ", "").split(",") if s)
+    spec = SweepSpec(config, axes, chosen)
+    started = time.perf_counter()
+    if spec.size() >= 200_000 and not json_output:
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"sweeping {spec.size():,} configurations", total=spec.size())
+            table = run_sweep(spec, progress=lambda rows: bar.advance(task, rows))
+    else:
+        table = run_sweep(spec)
+    evaluated = time.perf_counter()
+    written = table.write(out, tuple(f for f in formats.replace(" ", "").split(",") if f))
+    wrote = time.perf_counter()
+    drawn = plot_all(spec, table, out) if plots else {}
+    best = int(table.columns["speedup"].argmax())
+    summary = {"rows": len(table), "axes": list(table.axes), "evaluate_s": evaluated - started,
+               "write_s": wrote - evaluated, "plot_s": time.perf_counter() - wrote,
+               "tables": {fmt: str(path) for fmt, path in written.items()},
+               "plots": {name: [str(p) for p in value] if isinstance(value, list) else f"skipped: {value}"
+                         for name, value in drawn.items()},
+               "best_speedup": {name: (column[best].item() if hasattr(column[best], "item") else column[best])
+                                for name, column in table.columns.items()}}
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    console = Console()
+    console.print(f"{summary['rows']:,} configurations in {summary['evaluate_s']:.2f} s; tables written in "
+                  f"{summary['write_s']:.2f} s: {', '.join(summary['tables'].values())}")
+    for name, value in summary["plots"].items():
+        console.print(f"  plot {name}: {', '.join(value) if isinstance(value, list) else value}")
+    row = summary["best_speedup"]
+    console.print("highest speedup: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in row.items()))
+
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def audit_command(
+    claim_file: Path = typer.Argument(..., help="CLAIM.json (schema: docs/claim.schema.json)."),
+    json_output: bool = typer.Option(False, "--json", help="Print {\"findings\": [...]} as JSON."),
+    show_info: bool = typer.Option(True, "--info/--no-info", help="Show passed checks (info) in the table."),
+) -> None:
+    """Check a reported result against its own numbers, the hardware and model profiles, and physics."""
+    claim = load_claim(claim_file)
+    findings = audit(claim)
+    if json_output:
+        typer.echo(json.dumps({"claim": claim.name} | findings_json(findings), indent=2))
+        return
+    console = _console()
+    table = Table(title=f"speccascade audit: {claim.name}", show_lines=False)
+    table.add_column("severity")
+    table.add_column("check")
+    table.add_column("finding")
+    for item in findings:
+        if item.severity == "info" and not show_info:
+            continue
+        style = SEVERITY_STYLE[item.severity]
+        table.add_row(f"[{style}]{item.severity}[/{style}]", item.id, item.message)
+    console.print(table)
+    counts = findings_json(findings)["counts"]
+    console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed checks")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize_command)
+    app.command("sweep")(sweep_command)
+    app.command("audit")(audit_command)

@@ -220,11 +220,17 @@ def roofline(config: PredictConfig, directory: Path, k: int | None = None) -> li
 
 # --- auxiliary sweeps and the driver ---------------------------------------------------------------------
 
-def _auxiliary(spec: SweepSpec, axes: dict[str, list], strategies: tuple[str, ...]) -> SweepTable:
-    merged = {name: values for name, values in spec.axes.items() if name not in axes and name != "strategy"}
+def _auxiliary(spec: SweepSpec, table: SweepTable, axes: dict[str, list],
+               strategies: tuple[str, ...]) -> SweepTable:
+    """A small sweep over ``axes``; the main sweep's other axes held at their reference values."""
+    merged = {name: [_python(table.reference(name))] for name in spec.axes if name not in axes and name != "strategy"}
     merged |= axes
     merged["strategy"] = list(strategies)
     return run_sweep(SweepSpec(spec.base, merged))
+
+
+def _python(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def plot_inputs(spec: SweepSpec, table: SweepTable) -> dict[str, SweepTable | str]:
@@ -240,7 +246,7 @@ def plot_inputs(spec: SweepSpec, table: SweepTable) -> dict[str, SweepTable | st
     elif {"k", "k_tiny"} <= swept and "vertical" in set(table.columns["strategy"]):
         out["heatmap_k_ktiny"] = table
     else:
-        out["heatmap_k_ktiny"] = _auxiliary(spec, {"k": list(range(1, 17)), "k_tiny": list(range(1, 9))},
+        out["heatmap_k_ktiny"] = _auxiliary(spec, table, {"k": list(range(1, 17)), "k_tiny": list(range(1, 9))},
                                             ("vertical",))
     if "alpha" in swept and "k" in swept:
         out["speedup_vs_alpha"] = table
@@ -248,7 +254,7 @@ def plot_inputs(spec: SweepSpec, table: SweepTable) -> dict[str, SweepTable | st
         extra = {"alpha": [round(a, 2) for a in np.arange(0.30, 0.991, 0.03)]} | k_axis
         if "vertical" in strategies:
             extra["k_tiny"] = list(range(1, 9))
-        out["speedup_vs_alpha"] = _auxiliary(spec, extra, strategies)
+        out["speedup_vs_alpha"] = _auxiliary(spec, table, extra, strategies)
     if not hardware:
         for name in ("pareto", "scaling"):
             out[name] = "needs --hardware (abstract mode has no memory or batch)"
@@ -260,12 +266,12 @@ def plot_inputs(spec: SweepSpec, table: SweepTable) -> dict[str, SweepTable | st
         extra = {"chips": [1, 2, 4, 8]} | k_axis
         if base.draft is not None:
             extra["quantization"] = ["bf16", "int8", "int4"]
-        out["pareto"] = _auxiliary(spec, extra, strategies)
+        out["pareto"] = _auxiliary(spec, table, extra, strategies)
     if {"batch", "context"} <= swept:
         out["scaling"] = table
     else:
         extra = {"batch": [1, 2, 4, 8, 16, 32, 64], "context": [256, 1024, 4096, 16384]} | k_axis
-        out["scaling"] = _auxiliary(spec, extra, strategies)
+        out["scaling"] = _auxiliary(spec, table, extra, strategies)
     return out
 
 

@@ -211,8 +211,20 @@ def _strategies(spec: SweepSpec, config: PredictConfig) -> tuple[str, ...]:
     return spec.strategies or (config.resolved_strategy(),)
 
 
+def _validate_vector_axes(spec: SweepSpec) -> None:
+    """Each vector axis's extreme values must be valid config values (alpha in [0, 1], K >= 1, ...)."""
+    for name in (name for name in spec.axes if name in VECTOR_AXES):
+        for value in (min(spec.axes[name]), max(spec.axes[name])):
+            try:
+                PredictConfig.model_validate(spec.base.model_dump() | {name: value})
+            except ValidationError as error:
+                first = error.errors()[0]
+                raise InputError(f"--grid {name}: {first['msg']} (got {value})") from None
+
+
 def run_sweep(spec: SweepSpec, progress: Callable[[int], None] | None = None) -> SweepTable:
     """Evaluate every configuration of ``spec``; ``progress(rows_done)`` is called after each combination."""
+    _validate_vector_axes(spec)
     structural = [name for name in spec.axes if name in STRUCTURAL_AXES and name != "strategy"]
     vector = [name for name in spec.axes if name in VECTOR_AXES]
     grids = np.meshgrid(*(np.asarray(spec.axes[name], dtype=float) for name in vector), indexing="ij", sparse=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -175,6 +177,12 @@ def render_optimize(result: OptimizeResult, console: Console | None = None) -> N
                       f"(best 2-level speedup {synergy['best_2level_speedup']:.3f}x)")
 
 
+def _plain(value):
+    """A table cell as a JSON value (numpy scalars unwrapped, NaN and inf as null)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 @config_options
 def sweep_command(
     config: PredictConfig,
@@ -209,14 +217,15 @@ def sweep_command(
     written = table.write(out, tuple(f for f in formats.replace(" ", "").split(",") if f))
     wrote = time.perf_counter()
     drawn = plot_all(spec, table, out) if plots else {}
-    best = int(table.columns["speedup"].argmax())
+    fits = table.columns["fits"].astype(bool)
+    speedup = np.where(fits, table.columns["speedup"], -np.inf) if fits.any() else table.columns["speedup"]
+    best = int(np.argmax(speedup))
     summary = {"rows": len(table), "axes": list(table.axes), "evaluate_s": evaluated - started,
                "write_s": wrote - evaluated, "plot_s": time.perf_counter() - wrote,
                "tables": {fmt: str(path) for fmt, path in written.items()},
                "plots": {name: [str(p) for p in value] if isinstance(value, list) else f"skipped: {value}"
                          for name, value in drawn.items()},
-               "best_speedup": {name: (column[best].item() if hasattr(column[best], "item") else column[best])
-                                for name, column in table.columns.items()}}
+               "best_speedup" + ("" if fits.any() else " (nothing fits)"): {name: _plain(column[best]) for name, column in table.columns.items()}}
     if json_output:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -225,7 +234,7 @@ def sweep_command(
                   f"{summary['write_s']:.2f} s: {', '.join(summary['tables'].values())}")
     for name, value in summary["plots"].items():
         console.print(f"  plot {name}: {', '.join(value) if isinstance(value, list) else value}")
-    row = summary["best_speedup"]
+    row = next(value for key, value in summary.items() if key.startswith("best_speedup"))
     console.print("highest speedup: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                    for k, v in row.items()))
 

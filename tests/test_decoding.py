@@ -1,0 +1,163 @@
+"""Decoding strategies: greedy token identity with autoregressive decoding, static shapes, statistics, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from speccascade.hardware.errors import InputError
+from speccascade.runtime.api import with_position
+from speccascade.runtime.decoding import (
+    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalCascade, build_strategy,
+    to_probs, verify_chain,
+)
+
+from runtime_fixtures import random_prompts, toy_trio
+
+VOCAB, CAPACITY, MAX_NEW = 64, 96, 24
+
+
+@pytest.fixture(scope="module")
+def trio():
+    return toy_trio(vocab=VOCAB, max_len=CAPACITY)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return random_prompts(20, VOCAB, seed=7)
+
+
+@pytest.fixture(scope="module")
+def reference(trio, prompts):
+    decoder = Decoder(Autoregressive(trio[2]), CAPACITY)
+    return [decoder.generate(prompt, MAX_NEW).tokens for prompt in prompts], decoder
+
+
+@pytest.fixture(scope="module")
+def decoders(trio):
+    """One decoder per configuration, shared by the tests (each compiles its step once)."""
+    tiny, draft, target = trio
+    return {"speculative": Decoder(Speculative(draft, target, k=4), CAPACITY),
+            "speculative-k1": Decoder(Speculative(draft, target, k=1), CAPACITY),
+            "cascade": Decoder(VerticalCascade(tiny, draft, target, k_outer=5, k_inner=3), CAPACITY),
+            "cascade-small": Decoder(VerticalCascade(tiny, draft, target, k_outer=2, k_inner=1), CAPACITY),
+            "filtered": Decoder(FilteredCascade(tiny, draft, target, k=4, top_m=8), CAPACITY),
+            "filtered-m1": Decoder(FilteredCascade(tiny, draft, target, k=3, top_m=1), CAPACITY)}
+
+
+def test_cached_decode_equals_full_forward(trio):
+    target = trio[2]
+    tokens = jnp.asarray([random_prompts(1, VOCAB, seed=3, min_len=12, max_len=12)[0]], jnp.int32)
+    forward = jax.jit(target.forward)
+    full, _ = forward(target.params, target.init_cache(1, CAPACITY), tokens)
+    cache = target.init_cache(1, CAPACITY)
+    _, cache = forward(target.params, cache, tokens[:, :5])
+    steps = []
+    for index in range(5, 12):
+        logits, cache = forward(target.params, cache, tokens[:, index:index + 1])
+        steps.append(logits[:, 0])
+    np.testing.assert_allclose(np.stack(steps, 1), np.asarray(full[:, 5:]), atol=1e-4)
+    # rollback: moving the pointer back and re-feeding reproduces the same logits
+    again, _ = forward(target.params, with_position(cache, 9), tokens[:, 9:12])
+    np.testing.assert_allclose(np.asarray(again), np.asarray(full[:, 9:12]), atol=1e-4)
+
+
+def test_every_strategy_is_token_identical_to_greedy_autoregressive(decoders, prompts, reference):
+    expected, _ = reference
+    assert len(prompts) >= 20
+    for label, decoder in decoders.items():
+        for prompt, tokens in zip(prompts, expected):
+            generation = decoder.generate(prompt, MAX_NEW)
+            assert generation.tokens == tokens, (label, prompt)
+        # static shapes: 20 prompts of 2..12 tokens and every step ran on one compiled step
+        assert decoder.compilations() == 1, label
+
+
+def test_autoregressive_never_recompiles(reference):
+    _, decoder = reference
+    assert decoder.compilations() == 1
+
+
+def test_staged_run_matches_fused_and_times_every_model(decoders, prompts, reference):
+    expected, _ = reference
+    decoder = decoders["cascade-small"]
+    generation = decoder.generate(prompts[0], MAX_NEW, staged=True)
+    assert generation.tokens == expected[0]
+    for step in generation.steps:
+        assert set(step.stage_ms) == {"tiny", "draft", "target"}
+        assert all(ms > 0 for ms in step.stage_ms.values())
+
+
+def test_step_statistics_are_consistent(decoders, prompts):
+    decoder = decoders["cascade"]
+    generations = [decoder.generate(prompt, 60) for prompt in prompts[:2]]
+    saw_reject = saw_all = False
+    for step in generations[0].steps + generations[1].steps:
+        outer, inner = step.pairs["draft->target"], step.pairs["tiny->draft"]
+        assert outer.proposed == 5 and step.emitted == outer.accepted + 1
+        assert outer.tested == min(outer.accepted + 1, 5) == len(outer.flags)
+        assert outer.sequence == "A" * outer.accepted + ("R" if outer.accepted < 5 else "")
+        assert 0 <= outer.beta_sum <= outer.tested + 1e-5  # greedy: beta is 0 or 1 per tested position
+        assert inner.accepted <= inner.tested <= inner.proposed and inner.proposed % 3 == 0
+        saw_reject |= outer.accepted < 5
+        saw_all |= outer.accepted == 5
+    assert saw_reject and saw_all  # both the corrected-token and the bonus-token paths ran
+    report = generations[0].acceptance()
+    assert 0 < report["draft->target"]["alpha"] < 1 and 0 < report["tiny->draft"]["alpha"] < 1
+
+
+def test_filtered_cascade_reports_topm_coverage(decoders, prompts):
+    generation = decoders["filtered"].generate(prompts[2], 12)
+    for step in generation.steps:
+        assert 0 <= step.extras["topm_coverage_sum"] <= 4 + 1e-5
+    assert any(step.extras["topm_coverage_sum"] < 4 for step in generation.steps)  # the filter binds sometimes
+
+
+def test_to_probs_transforms():
+    logits = jnp.asarray([[2.0, 1.0, 0.5, 0.0, -1.0]])
+    greedy = to_probs(logits, SamplingConfig())
+    assert greedy.tolist() == [[1.0, 0.0, 0.0, 0.0, 0.0]]
+    top2 = to_probs(logits, SamplingConfig(greedy=False, top_k=2))
+    assert np.count_nonzero(np.asarray(top2)) == 2 and abs(float(top2.sum()) - 1) < 1e-6
+    plain = np.asarray(to_probs(logits, SamplingConfig(greedy=False)))[0]
+    nucleus = np.asarray(to_probs(logits, SamplingConfig(greedy=False, top_p=0.8)))[0]
+    kept = np.count_nonzero(nucleus)
+    assert plain[:kept].sum() >= 0.8 > plain[:kept - 1].sum()
+    np.testing.assert_allclose(nucleus[:kept], plain[:kept] / plain[:kept].sum(), rtol=1e-6)
+    hot = np.asarray(to_probs(logits, SamplingConfig(greedy=False, temperature=0.5)))[0]
+    assert hot[0] > plain[0]
+
+
+def test_verify_chain_under_greedy_accepts_exactly_the_matching_prefix():
+    vocab = 6
+    p = jax.nn.one_hot(jnp.asarray([1, 2, 3, 4]), vocab)
+    q = jax.nn.one_hot(jnp.asarray([1, 2, 5]), vocab)
+    verdict = verify_chain(jax.random.key(0), jnp.asarray([1, 2, 5]), q, p, SamplingConfig())
+    assert int(verdict.accepted) == 2 and int(verdict.token) == 3
+    assert verdict.flags.tolist() == [1, 1, 0] and float(verdict.beta_sum) == 2.0
+    q_all = jax.nn.one_hot(jnp.asarray([1, 2, 3]), vocab)
+    verdict = verify_chain(jax.random.key(0), jnp.asarray([1, 2, 3]), q_all, p, SamplingConfig())
+    assert int(verdict.accepted) == 3 and int(verdict.token) == 4  # bonus from p_{K+1}
+
+
+def test_bad_input_is_an_input_error(trio, decoders):
+    tiny, draft, target = trio
+    decoder = decoders["speculative"]
+    with pytest.raises(InputError, match="at least 2 tokens"):
+        decoder.generate([5], 4)
+    with pytest.raises(InputError, match="capacity"):
+        decoder.generate([1, 2, 3], CAPACITY)
+    with pytest.raises(InputError, match="token ids"):
+        decoder.generate([1, VOCAB], 4)
+    with pytest.raises(InputError, match="capacity"):
+        Decoder(Autoregressive(target), CAPACITY + 1)
+    with pytest.raises(InputError, match="unknown strategy"):
+        build_strategy("medusa", tiny, draft, target)
+    with pytest.raises(InputError, match="needs a draft"):
+        build_strategy("cascade", None, draft, target)
+    with pytest.raises(InputError, match="k must be"):
+        Speculative(draft, target, k=0)
+    with pytest.raises(InputError, match="temperature"):
+        SamplingConfig(greedy=False, temperature=0.0)

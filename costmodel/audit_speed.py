@@ -3,7 +3,7 @@
 - ``speed-bound`` (error when broken): one target step streams the target's weights once at the datasheet
   bandwidth of the level holding them (``StageTimings.bound_ms``), and yields at most E(a, K) tokens
   (1 / (1 - a) at any K) with free drafts; no reported tokens/s can exceed 1000 / that time per token.
-- ``modelled-speed`` (warning when exceeded): the best tokens/s the cost model finds for the claim's strategy, models
+- ``modelled-speed`` and ``modelled-speedup`` (warnings when exceeded): the best tokens/s (and speedup) the cost model finds for the claim's strategy, models
   and stated acceptance over K = 1..32 (k_tiny = 1..8, filter width m in {16, 64, 256, 1024, 4096}) unless the
   claim fixes them. The vertical cascade's alpha_tiny is the first stated stage (1 when none is stated).
 """
@@ -148,7 +148,23 @@ def check_modelled_speed(ctx: AuditContext) -> list[Finding]:
             findings.append(finding("modelled-speed" + suffix, "info", f"{what}: {rate:g} tokens/s is within the "
                                     f"cost model's best {strategy} configuration{at}: {best_rate:.1f} tokens/s "
                                     f"({where}){fit_note}", **numbers))
+        if suffix in ("", "-stage-product") and claim.reported.speedup is not None and strategy != "autoregressive":
+            findings.append(_modelled_speedup(ctx, timings, suffix, ms, where, acceptance))
     return findings
+
+
+def _modelled_speedup(ctx: AuditContext, timings: StageTimings, suffix: str, best_ms: float, where: str,
+                      acceptance: float | None) -> Finding:
+    """The reported speedup vs the cost model's best speedup over autoregressive decoding on the same chips."""
+    reported = ctx.claim.reported.speedup
+    baseline_ms = float(evaluate("autoregressive", timings.config, timings)["ms_per_token"])
+    best = baseline_ms / best_ms
+    numbers = {"reported_speedup": reported, "modelled_best_speedup": best, "configuration": where,
+               "acceptance": acceptance}
+    text = (f"{reported:g}x reported; the cost model's best at acceptance {acceptance:.3f} is {best:.2f}x "
+            f"({where}; drafts and verification at their modelled cost)")
+    severity = "warning" if reported > best * (1 + RATIO_TOLERANCE) else "info"
+    return finding("modelled-speedup" + suffix, severity, text, **numbers)
 
 
 SPEED_CHECKS = (check_speed_bound, check_modelled_speed)

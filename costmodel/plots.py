@@ -134,7 +134,8 @@ def pareto_front(memory: np.ndarray, ms: np.ndarray) -> np.ndarray:
 
 
 def pareto(table: SweepTable, directory: Path) -> list[Path]:
-    acceptance = {name: table.reference(name) for name in table.axes if name in ACCEPTANCE_AXES}
+    # acceptance rates and the context length describe the workload, not a choice: hold them at reference
+    acceptance = {name: table.reference(name) for name in table.axes if name in ACCEPTANCE_AXES + ("context",)}
     fits = table.columns["fits"].astype(bool) & table.select(**acceptance)
     memory, ms = table.columns["memory_total_gb"], table.columns["ms_per_token"]
     figure, axis = plt.subplots(figsize=(7, 5))

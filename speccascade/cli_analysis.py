@@ -134,7 +134,12 @@ def render_optimize(result: OptimizeResult, console: Console | None = None) -> N
         "tokens/s": lambda rank, ch: f"{ch.tokens_per_s:.1f}" if ch.tokens_per_s else "-",
         "speedup": lambda rank, ch: f"{ch.speedup:.3f}x", "E": lambda rank, ch: f"{ch.expected_tokens:.2f}",
         "fits": lambda rank, ch: "yes" if ch.fits else "[red]no[/red]"}
+    objective_header = {"throughput": "throughput tok/s", "tokens_per_s_per_chip": "tok/s/chip"}.get(request.objective)
+    if objective_header:
+        cells[objective_header] = lambda rank, ch: f"{ch.objective_value:.1f}"
     hidden = set() if hardware else {"draft", "tiny", "m", "chips", "batch", "tokens/s", "fits"}
+    hidden |= {"tiny"} if not any(ch.structure.tiny for ch in top) else set()
+    hidden |= {"m"} if not any(ch.structure.filter_width for ch in top) else set()
     if not any(ch.k_tiny for ch in top):
         hidden.add("k_tiny")
     columns = [name for name in cells if name not in hidden]
@@ -229,7 +234,7 @@ def sweep_command(
     if json_output:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    console = Console()
+    console = _console()
     console.print(f"{summary['rows']:,} configurations in {summary['evaluate_s']:.2f} s; tables written in "
                   f"{summary['write_s']:.2f} s: {', '.join(summary['tables'].values())}")
     for name, value in summary["plots"].items():

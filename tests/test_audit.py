@@ -169,3 +169,8 @@ def test_findings_json_counts():
     findings = audit(load_claim(SEED))
     data = findings_json(findings)
     assert sum(data["counts"].values()) == len(data["findings"])
+
+
+def test_docs_consistent_example_has_no_error():
+    findings = audit(load_claim(ROOT / "docs" / "examples" / "consistent-claim.json"))
+    assert [f.id for f in findings if f.severity == "error"] == []

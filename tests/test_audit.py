@@ -174,3 +174,15 @@ def test_findings_json_counts():
 def test_docs_consistent_example_has_no_error():
     findings = audit(load_claim(ROOT / "docs" / "examples" / "consistent-claim.json"))
     assert [f.id for f in findings if f.severity == "error"] == []
+
+
+def test_inline_chip_and_model_profiles():
+    from speccascade.hardware import load_chip, load_model
+
+    claim = consistent_claim()
+    claim["hardware"] = load_chip("tpu-v5e").model_dump() | {"name": "my-chip"}
+    claim["target"] = load_model("gemma-7b").model_dump() | {"name": "my-7b"}
+    claim["stated_sizes_gb"] = {"target": 17.1, "draft": 2.5}
+    findings = audit(Claim.model_validate(claim))
+    assert [f.id for f in findings if f.severity != "info"] == []
+    assert any(f.id == "speed-bound" for f in findings)

@@ -267,6 +267,8 @@ def _evaluate_block(strategy: str, config: PredictConfig, vector_arrays: dict, s
         columns[name] = np.full(cells, value, dtype=object if name in TEXT_AXES else type(value))
     for name in vector:
         columns[name] = flat(vector_arrays[name])
+        if name in INTEGER_AXES:
+            columns[name] = columns[name].astype(np.int64)
     columns |= {"ms_per_token": ms, "tokens_per_s": 1e3 / ms if not timings.abstract else np.full(cells, np.nan),
                 "speedup": flat(result["speedup"]), "expected_tokens": flat(result["expected_tokens"]),
                 "step_ms": flat(result["step_ms"]), "bound_ms_per_token": flat(result["bound_ms"]),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BYTES_PER_PARAM: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
@@ -75,7 +77,7 @@ class ModelProfile(BaseModel):
         if self.architecture == "projection":
             read = self.params_total - self.params_embedding
         if output_columns is not None:
-            read -= self.lm_head_params * (1.0 - min(output_columns, self.vocab) / self.vocab)
+            read = read - self.lm_head_params * (1.0 - np.minimum(output_columns, self.vocab) / self.vocab)
         return read
 
     @property

@@ -1,0 +1,6 @@
+"""The JAX runtime: real Flax models (``runtime.models``), a trained default trio (``runtime.trio``), decoding
+strategies over the :class:`~speccascade.runtime.api.CausalLM` contract, traces and benchmarks.
+
+Importing this package does not import JAX (``speccascade.runtime.traces`` and ``speccascade.runtime.corpus``
+work without it); the sub-modules that need JAX import it themselves.
+"""

@@ -1,0 +1,68 @@
+"""Weight-only int8 (the seed's eq. 2, per output channel, symmetric).
+
+For a weight W with output channels as rows (shape [out, in]): s_o = max_i |W[o, i]| / 127 (an all-zero row gets
+s_o = 1), W8[o, i] = round(W[o, i] / s_o) in [-127, 127]. A layer computes y[..., o] = (x . W8[o, :]) * s_o: the
+scale multiplies the matmul's *output*, so no dequantized copy W8 * s is ever built; the int8 weight goes into the
+dot as is (``preferred_element_type`` float32 accumulation). The error per weight is at most s_o / 2.
+Embedding tables are quantized per row (one row per token): rows are gathered as int8 and scaled afterwards, and
+the tied output head is the same per-row (= per-output-channel) quantized matmul.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+INT8_MAX = 127.0
+
+
+def quantize_rows(weight: jax.Array | np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """(W8 int8 [out, in], scale float32 [out]) with s = max|W| / 127 per row, W8 = round(W / s)."""
+    weight = jnp.asarray(weight, jnp.float32)
+    peak = jnp.max(jnp.abs(weight), axis=-1)
+    scale = jnp.where(peak > 0, peak / INT8_MAX, 1.0)
+    q = jnp.clip(jnp.round(weight / scale[:, None]), -INT8_MAX, INT8_MAX).astype(jnp.int8)
+    return q, scale.astype(jnp.float32)
+
+
+def int8_matmul(x: jax.Array, q: jax.Array, scale: jax.Array) -> jax.Array:
+    """y = (x @ W8^T) * scale: contraction over x's last axis and W8's input axis, scale applied after."""
+    y = jax.lax.dot_general(x, q, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    return y * scale
+
+
+class Int8Linear(nnx.Module):
+    """A bias-free linear layer holding W8 [out, in] (int8) and its per-output-channel scale [out]."""
+
+    def __init__(self, in_features: int, out_features: int):
+        self.q = nnx.Param(jnp.zeros((out_features, in_features), jnp.int8))
+        self.scale = nnx.Param(jnp.ones((out_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return int8_matmul(x, self.q[...], self.scale[...])
+
+
+class Int8Embed(nnx.Module):
+    """A token table quantized per row; ``attend`` is the tied output head (per-vocab-row scale after the dot)."""
+
+    def __init__(self, vocab_size: int, features: int):
+        self.q = nnx.Param(jnp.zeros((vocab_size, features), jnp.int8))
+        self.scale = nnx.Param(jnp.ones((vocab_size,), jnp.float32))
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return self.q[...][tokens].astype(jnp.float32) * self.scale[...][tokens][..., None]
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        return int8_matmul(x, self.q[...], self.scale[...])
+
+
+def quantize_params(params: dict) -> dict:
+    """Map a float parameter dict to the int8 layout: a module dict holding ``kernel`` (a Linear) or ``embedding``
+    (an Embed) becomes ``{"q": W8, "scale": s}``; everything else (norm gains, biases) stays float32."""
+    for name in ("kernel", "embedding"):
+        if name in params:
+            q, scale = quantize_rows(params[name])
+            return {"q": q, "scale": scale}
+    return {key: quantize_params(value) if isinstance(value, dict) else value for key, value in params.items()}

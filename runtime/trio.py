@@ -1,0 +1,244 @@
+"""The default Tiny -> Draft -> Target trio: plan, training, evaluation, loading.
+
+Training order (the seed's recipe): the Target learns next-token prediction on the standard-library corpus; the
+Draft is distilled from the Target (KL); the Tiny is distilled from the Draft (KL). The int8 Draft is the fp32
+Draft quantized at load time (:mod:`.models.quant`), so it is not stored. Sizes (default plan):
+
+- Target: transformer d=512, 6 layers, 8 query / 2 kv heads, SwiGLU 1408, ~19.0M params (76 MB fp32);
+- Draft: d=192, 3 layers, 3 / 1 heads, SwiGLU 512, ~2.0M params (7.9 MB fp32, ~2.0 MB int8);
+- Tiny: the seed's projection model, 64-d embedding, 192 hidden, ~1.07M params (4.3 MB).
+
+76 + 7.9 + 4.3 MB is over the 40 MB that may ship in the repository, so the first use trains the trio into
+``$SPECCASCADE_HOME/trio`` (reproducibly from the seed; about 10-15 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from speccascade.hardware.errors import InputError
+from speccascade.hardware.registry import user_home
+from speccascade.runtime.api import CausalLM
+from speccascade.runtime.tokenizer import ByteBPETokenizer
+from speccascade.runtime.train import StageConfig
+
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_FILES = {"target": "target.safetensors", "draft": "draft.safetensors", "tiny": "tiny.safetensors"}
+PLOT_FILE = "loss_curves.png"
+
+
+@dataclass(frozen=True)
+class TrioPlan:
+    """Everything that determines a trained trio (with the seed)."""
+
+    vocab_size: int
+    target: dict
+    draft: dict
+    tiny: dict
+    target_stage: StageConfig
+    draft_stage: StageConfig
+    tiny_stage: StageConfig
+    corpus_max_files: int | None = None
+    heldout_every: int = 20
+    eval_windows: int = 32
+    eval_len: int = 256
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEFAULT_PLAN = TrioPlan(
+    vocab_size=4096,
+    target=dict(d_model=512, n_layers=6, n_heads=8, n_kv_heads=2, d_ff=1408, max_len=1024),
+    draft=dict(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, d_ff=512, max_len=1024),
+    tiny=dict(d_embed=64, d_hidden=192, max_len=1024),
+    target_stage=StageConfig(steps=200, batch=8, seq_len=256, learning_rate=2e-3, warmup_steps=20),
+    draft_stage=StageConfig(steps=300, batch=8, seq_len=256, learning_rate=3e-3, warmup_steps=20),
+    tiny_stage=StageConfig(steps=300, batch=16, seq_len=128, learning_rate=1e-2, warmup_steps=10),
+)
+
+QUICK_PLAN = TrioPlan(
+    vocab_size=512,
+    target=dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_len=128),
+    draft=dict(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=64, max_len=128),
+    tiny=dict(d_embed=16, d_hidden=32, max_len=128),
+    target_stage=StageConfig(steps=40, batch=8, seq_len=64, learning_rate=1e-2, warmup_steps=5),
+    draft_stage=StageConfig(steps=30, batch=8, seq_len=64, learning_rate=1e-2, warmup_steps=5),
+    tiny_stage=StageConfig(steps=30, batch=8, seq_len=64, learning_rate=2e-2, warmup_steps=5),
+    corpus_max_files=12, eval_windows=8, eval_len=64,
+)
+
+
+@dataclass(frozen=True)
+class Trio:
+    """The trained models as CausalLMs (``draft_int8`` is the Draft with int8 weights), their tokenizer, and the
+    checkpoint's metadata (corpus, seed, steps, losses, acceptance)."""
+
+    target: CausalLM
+    draft: CausalLM
+    draft_int8: CausalLM
+    tiny: CausalLM
+    tokenizer: ByteBPETokenizer
+    metadata: dict
+
+
+def default_trio_dir() -> Path:
+    return user_home() / "trio"
+
+
+def load_trio(path: str | Path, max_len: int | None = None) -> Trio:
+    """Load a trained trio from a checkpoint directory (hashes verified; bad files raise InputError)."""
+    from speccascade.runtime.checkpoint import load_model, read_manifest
+    from speccascade.runtime.models import as_causal_lm, tiny_causal_lm
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    missing = [f for f in (*MODEL_FILES.values(), TOKENIZER_FILE) if f not in manifest.get("files", {})]
+    if missing:
+        raise InputError(f"checkpoint {path} is incomplete: manifest lists no {', '.join(missing)}")
+    tokenizer = ByteBPETokenizer.load(path / TOKENIZER_FILE)
+    modules = {role: load_model(path / file)[1] for role, file in MODEL_FILES.items()}
+    for role, module in modules.items():
+        if module.config.vocab_size != tokenizer.vocab_size:
+            raise InputError(f"checkpoint {path}: {role} has vocabulary {module.config.vocab_size}, tokenizer "
+                             f"has {tokenizer.vocab_size}")
+    return Trio(target=as_causal_lm(modules["target"], "target", max_len),
+                draft=as_causal_lm(modules["draft"], "draft", max_len),
+                draft_int8=as_causal_lm(modules["draft"], "draft-int8", max_len, weights="int8"),
+                tiny=tiny_causal_lm(modules["tiny"], "tiny", max_len),
+                tokenizer=tokenizer, metadata=manifest.get("metadata", {}))
+
+
+def load_default_trio(path: str | Path | None = None, train_if_missing: bool = True, seed: int = 0,
+                      max_len: int | None = None) -> Trio:
+    """The default trio from ``path`` (default ``$SPECCASCADE_HOME/trio``); trains it there first if absent."""
+    path = Path(path) if path is not None else default_trio_dir()
+    if not (path / "manifest.json").is_file():
+        if not train_if_missing:
+            raise InputError(f"no trained trio at {path}; run `speccascade runtime train` first")
+        train_trio(path, seed=seed)
+    return load_trio(path, max_len)
+
+
+def train_trio(output_dir: str | Path, seed: int = 0, quick: bool = False, progress: bool = True,
+               plan: TrioPlan | None = None) -> dict:
+    """Train Target, then Draft (KL from Target), then Tiny (KL from Draft); save the checkpoint in
+    ``output_dir`` (safetensors + tokenizer + manifest + loss plot) and return its metadata.
+
+    ``quick``: the tiny test plan (a 512-token vocabulary, a few dozen steps, well under a minute).
+    """
+    import jax
+    from flax import nnx
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from speccascade.runtime.checkpoint import save_model, write_manifest
+    from speccascade.runtime.corpus import stdlib_corpus
+    from speccascade.runtime.models import Tiny, TinyConfig, Transformer, TransformerConfig
+    from speccascade.runtime.tokenizer import train_bpe
+    from speccascade.runtime.train import train_model
+
+    plan = plan or (QUICK_PLAN if quick else DEFAULT_PLAN)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(stderr=True, quiet=not progress)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    corpus = stdlib_corpus(max_files=plan.corpus_max_files)
+    train_files, heldout_files = corpus.split(plan.heldout_every)
+    console.print(f"corpus: {len(corpus.files)} files of the Python {sys.version.split()[0]} standard library "
+                  f"({len(train_files)} train / {len(heldout_files)} held out)")
+    texts = corpus.texts(train_files)
+    tokenizer = train_bpe(texts, plan.vocab_size)
+    tokenizer.save(output_dir / TOKENIZER_FILE)
+    train_tokens = tokenizer.encode_documents(texts)
+    heldout_tokens = tokenizer.encode_documents(corpus.texts(heldout_files))
+    timings["tokenizer_s"] = time.perf_counter() - started
+    console.print(f"tokenizer: {tokenizer.vocab_size} tokens; {train_tokens.size:,} training tokens, "
+                  f"{heldout_tokens.size:,} held out ({timings['tokenizer_s']:.0f} s)")
+
+    target = Transformer(TransformerConfig(vocab_size=tokenizer.vocab_size, **plan.target), rngs=nnx.Rngs(seed))
+    draft = Transformer(TransformerConfig(vocab_size=tokenizer.vocab_size, **plan.draft), rngs=nnx.Rngs(seed + 1))
+    tiny = Tiny(TinyConfig(vocab_size=tokenizer.vocab_size, **plan.tiny), rngs=nnx.Rngs(seed + 2))
+    columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn())
+    losses: dict[str, list[float]] = {}
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        for role, module, stage, teacher, offset in (("target", target, plan.target_stage, None, 0),
+                                                     ("draft", draft, plan.draft_stage, target, 1),
+                                                     ("tiny", tiny, plan.tiny_stage, draft, 2)):
+            stage_start = time.perf_counter()
+            losses[role] = train_model(module, train_tokens, stage, seed=seed * 1000 + offset, teacher=teacher,
+                                       progress=bar, label=role)
+            timings[f"{role}_s"] = time.perf_counter() - stage_start
+
+    eval_start = time.perf_counter()
+    evaluation = evaluate_trio(target, draft, tiny, heldout_tokens, plan.eval_windows, plan.eval_len)
+    timings["eval_s"] = time.perf_counter() - eval_start
+    for role, module in (("target", target), ("draft", draft), ("tiny", tiny)):
+        save_model(module, output_dir / MODEL_FILES[role], role)
+    timings["total_s"] = time.perf_counter() - started
+    metadata = {
+        "seed": seed, "quick": quick, "plan": plan.to_dict(), "corpus": corpus.metadata(),
+        "corpus_split": {"heldout_every": plan.heldout_every, "train_tokens": int(train_tokens.size),
+                         "heldout_tokens": int(heldout_tokens.size)},
+        "tokenizer": {"vocab_size": tokenizer.vocab_size, "merges": len(tokenizer.merges)},
+        "losses": losses, "loss_kind": {"target": "cross-entropy (nats/token)", "draft": "KL(target || draft)",
+                                        "tiny": "KL(draft || tiny)"},
+        "evaluation": evaluation, "timings_s": timings,
+        "environment": {"python": platform.python_version(), "jax": jax.__version__,
+                        "backend": jax.default_backend(), "devices": len(jax.devices())},
+    }
+    plot_losses(losses, output_dir / PLOT_FILE)
+    write_manifest(output_dir, [*MODEL_FILES.values(), TOKENIZER_FILE], metadata)
+    console.print(f"trained trio in {timings['total_s']:.0f} s -> {output_dir}")
+    console.print(json.dumps(evaluation["acceptance"], indent=1))
+    return metadata
+
+
+def evaluate_trio(target, draft, tiny, heldout_tokens, windows: int, length: int) -> dict:
+    """Held-out cross-entropy of each model and the acceptance of each (drafter, verifier) pair."""
+    from speccascade.runtime.models import as_causal_lm, tiny_causal_lm
+    from speccascade.runtime.train import acceptance, heldout_loss, heldout_windows, lm_logits
+
+    data = heldout_windows(heldout_tokens, windows, length)
+    models = {"target": as_causal_lm(target, "target"), "draft": as_causal_lm(draft, "draft"),
+              "draft_int8": as_causal_lm(draft, "draft-int8", weights="int8"), "tiny": tiny_causal_lm(tiny)}
+    logits = {role: lm_logits(lm, data) for role, lm in models.items()}
+    pairs = [("draft", "target"), ("draft_int8", "target"), ("tiny", "draft"), ("tiny", "draft_int8"),
+             ("tiny", "target")]
+    return {
+        "heldout_windows": [int(data.shape[0]), int(data.shape[1])],
+        "heldout_cross_entropy": {role: heldout_loss(value, data) for role, value in logits.items()},
+        "acceptance": {f"{q}->{p}": acceptance(logits[q], logits[p]) for q, p in pairs},
+        "param_bytes": {role: lm.param_bytes for role, lm in models.items()},
+        "param_count": {"target": target.config.param_count(), "draft": draft.config.param_count(),
+                        "tiny": tiny.config.param_count()},
+    }
+
+
+def plot_losses(losses: dict[str, list[float]], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(losses["target"], color="tab:blue")
+    left.set(title="Target: next-token cross-entropy", xlabel="step", ylabel="nats / token")
+    for role, color, label in (("draft", "tab:orange", "Draft: KL(Target || Draft)"),
+                               ("tiny", "tab:green", "Tiny: KL(Draft || Tiny)")):
+        right.plot(losses[role], color=color, label=label)
+    right.set(title="Distillation", xlabel="step", ylabel="KL (nats)", yscale="log")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -13,8 +13,10 @@ Two kinds of recordings, each a list of sequences in text order:
 
 Files: JSON (an object ``{"outcomes": [[...], ...]}`` or ``{"betas": [[...], ...]}``, a flat list of numbers, or a
 list of lists) or JSONL (one such value per line). A bare list holding only 0/1 integers or booleans is outcomes;
-any other numbers are betas. Records of runtime traces (``speccascade.runtime.traces``) with an ``accepted`` list
-of booleans or a ``betas`` list are read the same way.
+any other numbers are betas. A runtime trace (``speccascade.runtime.traces`` JSON Lines, read here as plain data,
+without importing the runtime) gives outcomes: each ``step`` record's ``pairs[PAIR].sequence`` ("AAR", rounds of
+an inner pair separated by "|"), PAIR = "draft->target" by default; the steps of one (strategy, mode, repeat) run
+form one sequence.
 """
 
 from __future__ import annotations
@@ -107,8 +109,36 @@ def _build(kind: str, sequences: list, source: str) -> EmpiricalData:
     return EmpiricalData(kind, tuple(arrays), source)
 
 
-def load_empirical(path: str | Path) -> EmpiricalData:
-    """Read a JSON or JSONL recording; any problem is one :class:`InputError` line naming the file (and line)."""
+_TRACE_KINDS = {"header", "step", "forward", "compile"}
+
+
+def _trace_outcomes(records: list[tuple[int, Any]], path: Path, pair: str) -> EmpiricalData:
+    """Accept/reject sequences of ``pair`` from a runtime trace's step records, one sequence per run."""
+    runs: dict[tuple, list[int]] = {}
+    seen: set[str] = set()
+    for number, record in records:
+        if not isinstance(record, dict) or record.get("kind") != "step":
+            continue
+        pairs = record.get("pairs") or {}
+        if not isinstance(pairs, dict):
+            raise InputError(f"{path}:{number}: 'pairs' must be an object")
+        seen.update(pairs)
+        if pair not in pairs:
+            continue
+        sequence = (pairs[pair] or {}).get("sequence", "") if isinstance(pairs[pair], dict) else None
+        if not isinstance(sequence, str) or set(sequence) - set("AR|"):
+            raise InputError(f"{path}:{number}: pair {pair!r} needs a 'sequence' of A/R (and |), got {sequence!r}")
+        key = (record.get("strategy"), record.get("mode"), record.get("repeat"))
+        runs.setdefault(key, []).extend(1 if mark == "A" else 0 for mark in sequence if mark != "|")
+    if not any(runs.values()):
+        found = f"pairs found: {', '.join(sorted(seen))}" if seen else "no step records with pairs"
+        raise InputError(f"{path}: runtime trace has no accept/reject sequences for pair {pair!r} ({found})")
+    return _build("outcomes", [sequence for sequence in runs.values() if sequence], f"{path} [{pair}]")
+
+
+def load_empirical(path: str | Path, pair: str = "draft->target") -> EmpiricalData:
+    """Read a JSON, JSONL or runtime-trace recording (``pair`` selects a trace's drafter->verifier pair); any
+    problem is one :class:`InputError` line naming the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -122,14 +152,20 @@ def load_empirical(path: str | Path) -> EmpiricalData:
         return parse_empirical(json.loads(text), str(path))
     except json.JSONDecodeError:
         pass
-    kinds, sequences = set(), []
-    for number, line in enumerate(text.splitlines(), start=1):
+    records, lines = [], text.splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            records.append((number, json.loads(line)))
         except json.JSONDecodeError as error:
+            if number == len(lines) and not text.endswith("\n") and records:
+                break                      # a partial last line: a recording killed mid-write keeps the rest
             raise InputError(f"{path}:{number}: not valid JSON or JSONL ({error.msg})") from None
+    if any(isinstance(value, dict) and value.get("kind") in _TRACE_KINDS for _, value in records):
+        return _trace_outcomes(records, path, pair)
+    kinds, sequences = set(), []
+    for number, value in records:
         kind, found = _classify(value, f"{path}:{number}")
         sequences += [_numbers(sequence, f"{path}:{number}") for sequence in found]
         if kind:

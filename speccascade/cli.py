@@ -17,6 +17,7 @@ from speccascade.hardware.registry import validation_message
 from .cli_hardware import app as hardware_app
 from .cli_predict import register as register_predict
 from .cli_analysis import register as register_analysis
+from .cli_simulate import register as register_simulate
 
 app = typer.Typer(
     name="speccascade",
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(hardware_app, name="hardware", help="Chip profiles: list, show, probe this machine.")
 register_predict(app)
 register_analysis(app)
+register_simulate(app)
 
 
 def fail(message: str) -> None:

@@ -1,0 +1,119 @@
+"""``speccascade simulate``: Monte-Carlo simulation of a strategy, with the same configuration flags as ``predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from speccascade.costmodel.config import PredictConfig
+from speccascade.hardware.errors import InputError
+from speccascade.simulate import ConfidenceThreshold, IID, Markov, SimulationResult, load_empirical, simulate
+from speccascade.simulate.build import PROCESS_KINDS, make_process, target_alpha
+
+from .cli_options import config_options
+
+
+def processes_for(config: PredictConfig, kind: str | None, rho: float, empirical: Path | None, pair: str,
+                  resample: str, reset: bool):
+    """(process, inner_process) for the flags; None keeps the strategy's default (the cost model's assumption)."""
+    if kind is None:
+        if rho:
+            raise InputError("--rho needs --process markov")
+        if empirical is not None:
+            raise InputError("--empirical needs --process empirical")
+        return None, None
+    strategy = config.resolved_strategy()
+    data = load_empirical(empirical, pair) if kind == "empirical" and empirical is not None else None
+    process = make_process(kind, target_alpha(config, strategy), rho=rho, alphas=config.alphas, empirical=data,
+                           persistent=not reset, resample=resample)
+    inner = None
+    if strategy == "vertical" and config.alpha_tiny is not None:
+        inner = Markov(config.alpha_tiny, rho, not reset) if kind == "markov" else IID(config.alpha_tiny)
+    return process, inner
+
+
+@config_options
+def simulate_command(
+        config: PredictConfig,
+        process: Optional[str] = typer.Option(None, help=f"Acceptance process: {'|'.join(PROCESS_KINDS)} "
+                                                          "(default: the cost model's i.i.d./positional)."),
+        rho: float = typer.Option(0.0, help="Markov: lag-1 correlation of accept/reject (0 = i.i.d.)."),
+        markov_reset: bool = typer.Option(False, "--markov-reset",
+                                          help="Markov: restart from the stationary law every step."),
+        empirical: Optional[Path] = typer.Option(None, help="Empirical: JSON/JSONL of outcomes or betas, or a "
+                                                             "runtime trace."),
+        empirical_pair: str = typer.Option("draft->target", help="Runtime trace: which pair's sequences."),
+        resample: str = typer.Option("stream", help="Empirical betas: stream (keep order) or iid."),
+        threshold: Optional[float] = typer.Option(None, help="Draft-length policy: stop drafting when the "
+                                                              "confidence falls below this (default: fixed K)."),
+        steps: int = typer.Option(1_000_000, help="Target steps to simulate."),
+        seed: int = typer.Option(0, help="Random seed (results are reproducible from it)."),
+        tokens: int = typer.Option(256, help="N of the N-token request latency."),
+        json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        plot: Optional[Path] = typer.Option(None, help="Write PATH.png and PATH.svg: histogram vs closed form."),
+) -> None:
+    """Simulate tokens per step, ms/token and N-token latency (mean with CI, p50/p95/p99, histogram)."""
+    target, inner = processes_for(config, process, rho, empirical, empirical_pair, resample, markov_reset)
+    policy = ConfidenceThreshold(threshold) if threshold is not None else None
+    result = simulate(config, process=target, inner_process=inner, policy=policy, steps=steps, seed=seed,
+                      tokens=tokens, progress=None if not json_output else False)
+    written = []
+    if plot is not None:
+        from speccascade.simulate.plot import plot_histogram
+
+        written = [str(path) for path in plot_histogram(result, plot)]
+    if json_output:
+        typer.echo(json.dumps(result.to_json() | {"plots": written}, indent=2))
+        return
+    render(result, written)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render(result: SimulationResult, plots: list[str], console: Console | None = None) -> None:
+    console = console or Console()
+    unit = "ms" if result.units == "ms" else "steps"
+    process = ", ".join(f"{key}={value}" for key, value in result.process.items() if key != "strategy")
+    table = Table(title=f"speccascade simulate  ({result.strategy}; {process})")
+    table.add_column("quantity")
+    for column in ("mean", "95% CI / stderr", "p50", "p95", "p99"):
+        table.add_column(column, justify="right")
+    low, high = result.ci95_tokens_per_step
+    table.add_row("tokens / step", _fmt(result.mean_tokens_per_step), f"[{low:.4f}, {high:.4f}]", "", "", "")
+    if result.closed_form_tokens_per_step is not None:
+        table.add_row("  closed form", _fmt(result.closed_form_tokens_per_step),
+                      f"z = {result.z_score:+.2f}" if result.z_score is not None else "", "", "", "")
+    else:
+        table.add_row("  cost model (i.i.d.)", _fmt(result.predicted_tokens_per_step), "", "", "", "")
+    per_token = result.ms_per_token
+    table.add_row(f"{unit} / token", _fmt(per_token.mean), _fmt(per_token.stderr, 5), _fmt(per_token.p50),
+                  _fmt(per_token.p95), _fmt(per_token.p99))
+    latency = result.request_latency_ms
+    table.add_row(f"{unit} per {result.tokens_per_request}-token request", _fmt(latency.mean, 2), "",
+                  _fmt(latency.p50, 2), _fmt(latency.p95, 2), _fmt(latency.p99, 2))
+    console.print(table)
+    bars = Table(title="tokens per step (simulated vs closed form)")
+    for column in ("tokens", "simulated", "closed form", ""):
+        bars.add_column(column, justify="right" if column != "" else "left")
+    closed = result.histogram.get("closed_form_pmf")
+    for index, (count, share) in enumerate(zip(result.histogram["tokens"], result.histogram["simulated_pmf"])):
+        bars.add_row(str(count), f"{share:.4f}", _fmt(closed[index]) if closed else "-", "#" * round(40 * share))
+    console.print(bars)
+    console.print(f"{result.steps:,} steps, {result.requests:,} requests, seed {result.seed}, "
+                  f"{result.steps_per_s / 1e6:.1f} M steps/s; cost model predicts {result.predicted_ms_per_token:.4f} "
+                  f"{unit}/token")
+    for path in plots:
+        console.print(f"plot: {path}")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)

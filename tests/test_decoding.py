@@ -97,10 +97,12 @@ def test_step_statistics_are_consistent(decoders, prompts):
     for step in generations[0].steps + generations[1].steps:
         outer, inner = step.pairs["draft->target"], step.pairs["tiny->draft"]
         assert outer.proposed == 5 and step.emitted == outer.accepted + 1
-        assert outer.tested == min(outer.accepted + 1, 5) == len(outer.flags)
+        assert outer.tested == min(outer.accepted + 1, 5) == len(outer.sequence)
         assert outer.sequence == "A" * outer.accepted + ("R" if outer.accepted < 5 else "")
         assert 0 <= outer.beta_sum <= outer.tested + 1e-5  # greedy: beta is 0 or 1 per tested position
         assert inner.accepted <= inner.tested <= inner.proposed and inner.proposed % 3 == 0
+        rounds = inner.sequence.split("|")
+        assert len(rounds) == inner.proposed // 3 and sum(len(r) for r in rounds) == inner.tested
         saw_reject |= outer.accepted < 5
         saw_all |= outer.accepted == 5
     assert saw_reject and saw_all  # both the corrected-token and the bonus-token paths ran

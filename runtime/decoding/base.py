@@ -112,6 +112,11 @@ class Strategy(ABC):
         """Pair name -> flag slots per step (e.g. ``{"draft->target": K}``)."""
         return {}
 
+    @property
+    def verify_sizes(self) -> dict[str, int]:
+        """Pair name -> draft tokens per verification (the flag slots come in chunks of this size)."""
+        return self.pairs
+
     def extras(self) -> dict[str, jax.Array]:
         """Strategy-specific per-step scalar statistics, zeroed."""
         return {}
@@ -124,6 +129,10 @@ class Strategy(ABC):
         """What a trace header records about this strategy."""
         return {"strategy": self.name, "sampling": self.sampling.describe(),
                 "models": {role: model.name for role, model in zip(self.roles, self.models)}}
+
+    @abstractmethod
+    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
+        """The model forwards one step ran, as (role, new tokens), given each pair's ``proposed`` count."""
 
     @abstractmethod
     def program(self) -> Program:

@@ -58,8 +58,17 @@ class VerticalCascade(Strategy):
     def pairs(self) -> dict[str, int]:
         return {self.inner_pair: self.k_outer * self.k_inner, self.outer_pair: self.k_outer}
 
+    @property
+    def verify_sizes(self) -> dict[str, int]:
+        return {self.inner_pair: self.k_inner, self.outer_pair: self.k_outer}
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "k_outer": self.k_outer, "k_inner": self.k_inner}
+
+    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
+        rounds = proposed[self.inner_pair] // self.k_inner
+        one_round = [("tiny", DRAFT_LAG)] + [("tiny", 1)] * (self.k_inner - 1) + [("draft", self.k_inner + DRAFT_LAG)]
+        return one_round * rounds + [("target", self.k_outer + 1)]
 
     def buffers(self) -> dict[str, jax.Array]:
         vocab = self.vocab_size
@@ -141,6 +150,10 @@ class FilteredCascade(Strategy):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "k": self.k, "top_m": self.top_m}
+
+    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
+        return ([("tiny", DRAFT_LAG), ("draft", DRAFT_LAG)] + [("tiny", 1), ("draft", 1)] * (self.k - 1)
+                + [("target", self.k + 1)])
 
     def buffers(self) -> dict[str, jax.Array]:
         return {"q": jnp.zeros((self.k, self.vocab_size), jnp.float32), "i": jnp.zeros((), jnp.int32),

@@ -32,12 +32,7 @@ class PairStats:
     tested: int
     accepted: int
     beta_sum: float
-    flags: tuple[int, ...]  # 1 accepted, 0 rejected, in order; unreached slots dropped
-
-    @property
-    def sequence(self) -> str:
-        """Accept/reject sequence, e.g. ``"AAR"``."""
-        return "".join("A" if flag == 1 else "R" for flag in self.flags)
+    sequence: str  # "A" accepted / "R" rejected per tested position; "|" between verifications of one step
 
 
 @dataclass(frozen=True)
@@ -55,6 +50,7 @@ class Generation:
     prompt: tuple[int, ...]
     tokens: tuple[int, ...]  # new tokens only, exactly max_new
     steps: tuple[StepStats, ...]
+    decode_ms: float = 0.0   # wall time of the step loop (prefill excluded; statistics and callbacks included)
 
     def acceptance(self) -> dict[str, dict[str, float]]:
         """Per pair: alpha (accepted / tested), mean beta, counts; plus tokens per step."""
@@ -156,6 +152,13 @@ class Decoder:
         state = self._begin(state)
         return self._staged(self.strategy.params, state)
 
+    def compile_step(self, state: State) -> float:
+        """Compile the fused step ahead of time for ``state``'s shapes; returns the seconds it took (lowering
+        included). Later calls with the same shapes reuse the executable."""
+        started = time.perf_counter()
+        self._step.lower(self.strategy.params, state).compile()
+        return time.perf_counter() - started
+
     def compilations(self) -> int:
         """How many times the fused step was compiled (its jit cache size)."""
         return self._step._cache_size()
@@ -167,9 +170,11 @@ class Decoder:
         stats, length = host["stats"], int(host["length"])
         pairs = {}
         for name, pair in stats["pairs"].items():
-            flags = tuple(int(flag) for flag in pair["flags"] if flag >= 0)
+            chunk = self.strategy.verify_sizes[name]
+            flags = np.asarray(pair["flags"]).reshape(-1, chunk)
+            rounds = ["".join("A" if flag == 1 else "R" for flag in row if flag >= 0) for row in flags]
             pairs[name] = PairStats(int(pair["proposed"]), int(pair["tested"]), int(pair["accepted"]),
-                                    float(pair["beta_sum"]), flags)
+                                    float(pair["beta_sum"]), "|".join(r for r in rounds if r))
         extras = {name: float(value) for name, value in stats["extras"].items()}
         emitted = length - int(stats["start_length"])
         return StepStats(step, emitted, pairs, extras, step_ms, dict(stage_ms or {})), length
@@ -185,7 +190,9 @@ class Decoder:
             raise InputError(f"max_new must be >= 1, got {max_new}")
         state = self.start(prompt, seed, max_new)
         end = len(prompt) + max_new
+        jax.block_until_ready(state)
         length, steps = len(prompt), []
+        loop_started = time.perf_counter()
         while length < end:
             started = time.perf_counter()
             if staged:
@@ -198,4 +205,5 @@ class Decoder:
             steps.append(stats)
             if on_step is not None:
                 on_step(stats)
-        return Generation(tuple(prompt), self.tokens(state, len(prompt), max_new), tuple(steps))
+        decode_ms = (time.perf_counter() - loop_started) * 1e3
+        return Generation(tuple(prompt), self.tokens(state, len(prompt), max_new), tuple(steps), decode_ms)

@@ -96,6 +96,9 @@ class Autoregressive(Strategy):
     def lookahead(self) -> int:
         return 1
 
+    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
+        return [("target", 1)]
+
     def program(self) -> Program:
         target = self.models[0]
         config = self.sampling
@@ -133,6 +136,9 @@ class Speculative(Strategy):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "k": self.k}
+
+    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
+        return [("draft", DRAFT_LAG)] + [("draft", 1)] * (self.k - 1) + [("target", self.k + 1)]
 
     def buffers(self) -> dict[str, jax.Array]:
         return {"q": jnp.zeros((self.k, self.vocab_size), jnp.float32), "i": jnp.zeros((), jnp.int32)}

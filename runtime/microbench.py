@@ -1,0 +1,97 @@
+"""Forward-time microbenchmarks: each model over T = 1..T_max new tokens at several context lengths.
+
+These are the calibration inputs for the cost model's forward-time expression. Two numbers per point:
+
+* ``ms``: device time of one forward with the dispatch amortized: ``chain`` forwards run inside one jitted
+  ``lax.fori_loop``, each feeding the same tokens at the same position and threading the cache (so no iteration
+  can be skipped); ms = wall / chain, median over repeats (min and max kept);
+* ``call_ms`` (T = 1 only, to bound compile time): one dispatched and awaited forward call, the per-call cost a
+  Python-driven loop pays.
+
+The context is a traced argument, so one compile per (model, T) covers every context length.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from speccascade.hardware.errors import InputError
+
+from .api import CausalLM, with_position
+from .traces import ForwardRecord
+
+
+def _median_ms(call: Callable[[], object], repeats: int) -> tuple[float, float, float]:
+    call()  # warm-up (compile)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def time_forwards(model: CausalLM, role: str, tokens: Sequence[int], contexts: Sequence[int], capacity: int,
+                  repeats: int = 5, chain: int = 8,
+                  on_record: Callable[[ForwardRecord], None] | None = None) -> list[ForwardRecord]:
+    """Time ``model``'s forward for every T in ``tokens`` and every context in ``contexts``."""
+    if capacity > model.max_len:
+        raise InputError(f"microbench capacity {capacity} exceeds model '{model.name}' max_len {model.max_len}")
+    for context in contexts:
+        if context + max(tokens) > capacity:
+            raise InputError(f"context {context} + {max(tokens)} tokens exceed the capacity {capacity}")
+    cache = model.init_cache(1, capacity)
+    records = []
+    for count in tokens:
+        token_ids = jnp.zeros((1, count), jnp.int32)
+
+        @jax.jit
+        def chained(params, cache, context, token_ids=token_ids):
+            def body(_, carry):
+                total, cache = carry
+                logits, cache = model.forward(params, with_position(cache, context), token_ids)
+                return total + logits[0, -1, 0], cache
+            return jax.lax.fori_loop(0, chain, body, (jnp.zeros((), jnp.float32), cache))
+
+        single = jax.jit(lambda params, cache, context, token_ids=token_ids:
+                         model.forward(params, with_position(cache, context), token_ids)[0])
+        for context in contexts:
+            position = jnp.asarray(context, jnp.int32)
+            ms, ms_min, ms_max = _median_ms(lambda: chained(model.params, cache, position), repeats)
+            call_ms = None
+            if count == 1:
+                call_ms = _median_ms(lambda: single(model.params, cache, position), repeats)[0]
+            record = ForwardRecord(model=model.name, role=role, tokens=count, context=context, ms=ms / chain,
+                                   ms_min=ms_min / chain, ms_max=ms_max / chain, call_ms=call_ms, repeats=repeats,
+                                   param_bytes=model.param_bytes)
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+    return records
+
+
+class ForwardTable:
+    """Look up microbenchmarked forward times: exact T, linear interpolation over context (clamped)."""
+
+    def __init__(self, records: Sequence[ForwardRecord]):
+        self._points: dict[tuple[str, int], list[tuple[int, float]]] = {}
+        for record in records:
+            self._points.setdefault((record.role, record.tokens), []).append((record.context, record.ms))
+        for points in self._points.values():
+            points.sort()
+
+    def ms(self, role: str, tokens: int, context: int) -> float:
+        points = self._points.get((role, tokens))
+        if not points:
+            raise InputError(f"no microbenchmark for role '{role}' with {tokens} tokens")
+        if context <= points[0][0]:
+            return points[0][1]
+        for (c0, m0), (c1, m1) in zip(points, points[1:]):
+            if context <= c1:
+                return m0 + (m1 - m0) * (context - c0) / (c1 - c0)
+        return points[-1][1]

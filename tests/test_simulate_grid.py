@@ -88,6 +88,8 @@ def test_histogram_matches_exact_distribution(grid_results):
         counts = np.asarray(result.histogram["counts"], dtype=float)
         exact = np.asarray(result.histogram["closed_form_pmf"])
         assert exact.sum() == pytest.approx(1.0, abs=1e-9)
+        tokens = np.asarray(result.histogram["tokens"])
+        assert float(exact @ tokens) == pytest.approx(result.closed_form_tokens_per_step, rel=1e-9)  # pmf mean
         expected = exact * result.steps
         spread = np.sqrt(np.maximum(expected * (1 - exact), 1.0))
         assert np.all(np.abs(counts - expected) < 4 * spread + 1)
@@ -137,3 +139,8 @@ def test_many_small_chunks_give_the_same_law(monkeypatch):
     result = simulate(config, steps=400_000, seed=5)
     assert abs(result.z_score) < 3.0
     assert result.requests > 1000
+
+
+def test_progress_bar_runs(capsys):
+    result = simulate(PredictConfig(alpha=0.8, k=4, c=0.05), steps=200_000, seed=0, progress=True)
+    assert result.steps >= 200_000

@@ -15,6 +15,7 @@ from speccascade.hardware.errors import InputError
 from speccascade.hardware.registry import validation_message
 
 from .cli_hardware import app as hardware_app
+from .cli_runtime import app as runtime_app
 from .cli_predict import register as register_predict
 from .cli_analysis import register as register_analysis
 from .cli_simulate import register as register_simulate
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(hardware_app, name="hardware", help="Chip profiles: list, show, probe this machine.")
+app.add_typer(runtime_app, name="runtime", help="JAX runtime: train the trio, generate, benchmark strategies.")
 register_predict(app)
 register_analysis(app)
 register_simulate(app)

@@ -1,0 +1,161 @@
+"""``speccascade runtime``: train the default trio, decode with a strategy, benchmark every strategy.
+
+``train`` trains the Tiny -> Draft -> Target trio (:func:`speccascade.runtime.trio.train_trio`). ``generate``
+decodes a prompt with one strategy and prints the text, or with ``--json`` the object {"text", "tokens",
+"acceptance"}. ``bench`` runs :func:`speccascade.runtime.bench.run_bench` and writes a JSON Lines trace and a
+summary JSON. JAX is imported only inside the commands, so the rest of the CLI starts without it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from speccascade.hardware.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+STRATEGIES = ("autoregressive", "speculative", "cascade", "filtered")
+DEFAULT_PROMPT = "def main(argv=None):\n    parser = argparse.ArgumentParser(description="
+DRAFTS = ("int8", "fp32")
+
+_trio_option = typer.Option(None, "--trio", help="Trained trio directory (default: $SPECCASCADE_HOME/trio; "
+                                                  "trained there on first use)")
+_k = typer.Option(4, "--k", help="Draft tokens per step (speculative, filtered)")
+_k_outer = typer.Option(6, "--k-outer", help="Cascade: Draft tokens per Target verification")
+_k_inner = typer.Option(3, "--k-inner", help="Cascade: Tiny tokens per Draft review")
+_top_m = typer.Option(64, "--top-m", help="Filtered cascade: the Tiny's top-m candidates the Draft is restricted to")
+_draft = typer.Option("int8", "--draft", help="Draft weights: int8 (the seed's setup) or fp32")
+_temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
+_top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
+_top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")
+
+
+def _sampling(greedy: bool, temperature: float, top_k: int, top_p: float):
+    from speccascade.runtime.decoding import SamplingConfig
+
+    return SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def _models(trio_dir: Optional[Path], draft: str, seed: int):
+    if draft not in DRAFTS:
+        raise InputError(f"--draft must be one of {', '.join(DRAFTS)}, got '{draft}'")
+    from speccascade.runtime.trio import load_default_trio
+
+    trio = load_default_trio(trio_dir, seed=seed)
+    models = {"tiny": trio.tiny, "draft": trio.draft_int8 if draft == "int8" else trio.draft, "target": trio.target}
+    return trio, models
+
+
+def _prompt_ids(tokenizer, text: str) -> list[int]:
+    ids = tokenizer.encode(text)
+    return [tokenizer.eot_id] + ids  # a document starts after the end-of-text token, as in training
+
+
+@app.command()
+def train(output: Optional[Path] = typer.Option(None, "--output", help="Checkpoint directory (default: "
+                                                                         "$SPECCASCADE_HOME/trio)"),
+          seed: int = typer.Option(0, "--seed"),
+          quick: bool = typer.Option(False, "--quick", help="The small test plan (under a minute)")) -> None:
+    """Train Target, Draft (distilled from Target) and Tiny (distilled from Draft) on the stdlib corpus."""
+    from speccascade.runtime.trio import default_trio_dir, train_trio
+
+    output = output or default_trio_dir()
+    metadata = train_trio(output, seed=seed, quick=quick)
+    typer.echo(f"trio written to {output}")
+    if isinstance(metadata, dict) and "acceptance" in metadata:
+        typer.echo(json.dumps({"acceptance": metadata["acceptance"]}, indent=2))
+
+
+@app.command()
+def generate(strategy: str = typer.Option(..., "--strategy", help=f"One of: {', '.join(STRATEGIES)}"),
+             prompt: str = typer.Option(..., "--prompt", help="Prompt text"),
+             max_new: int = typer.Option(64, "--max-new", help="New tokens to generate"),
+             greedy: bool = typer.Option(False, "--greedy", help="Greedy decoding (default: sampling)"),
+             seed: int = typer.Option(0, "--seed", help="Sampling seed"),
+             temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
+             k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
+             draft: str = _draft, trio_dir: Optional[Path] = _trio_option,
+             as_json: bool = typer.Option(False, "--json", help="Print {text, tokens, acceptance} as JSON")) -> None:
+    """Decode PROMPT with one strategy (lossless: the target's distribution, whatever the strategy)."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
+    if max_new < 1:
+        raise InputError(f"--max-new must be >= 1, got {max_new}")
+    sampling = _sampling(greedy, temperature, top_k, top_p)
+    from speccascade.runtime.decoding import Decoder, build_strategy
+    from speccascade.runtime.decoding.build import StrategyKnobs
+
+    trio, models = _models(trio_dir, draft, 0)
+    chosen = build_strategy(strategy, models["tiny"], models["draft"], models["target"], sampling,
+                            StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m))
+    ids = _prompt_ids(trio.tokenizer, prompt)
+    capacity = len(ids) + max_new + chosen.lookahead
+    if capacity > models["target"].max_len:
+        raise InputError(f"prompt ({len(ids)} tokens) + --max-new {max_new} exceed the models' context "
+                         f"{models['target'].max_len}")
+    generation = Decoder(chosen, capacity).generate(ids, max_new, seed=seed)
+    text = trio.tokenizer.decode(generation.tokens)
+    if as_json:
+        typer.echo(json.dumps({"text": text, "tokens": list(generation.tokens),
+                               "acceptance": generation.acceptance()}))
+        return
+    typer.echo(prompt + text)
+    report = generation.acceptance()
+    parts = [f"{name}: alpha {value['alpha']:.3f}" for name, value in report.items() if "alpha" in value]
+    typer.echo(f"[{strategy}: {report['tokens_per_step']['mean']:.2f} tokens/step"
+               + (f"; {'; '.join(parts)}" if parts else "") + "]", err=True)
+
+
+@app.command()
+def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", help="Comma-separated strategies"),
+          new_tokens: int = typer.Option(64, "--new-tokens", help="New tokens per generation"),
+          repeats: int = typer.Option(3, "--repeats", help="Timed generations per strategy"),
+          staged_repeats: int = typer.Option(1, "--staged-repeats", help="Generations timed stage by stage"),
+          prompt: str = typer.Option(DEFAULT_PROMPT, "--prompt"),
+          greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy (default) or sampled decoding"),
+          temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
+          k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
+          draft: str = _draft, trio_dir: Optional[Path] = _trio_option,
+          out: Path = typer.Option(Path("runtime-bench"), "--out", help="Directory for trace.jsonl and "
+                                                                         "summary.json"),
+          microbench: bool = typer.Option(True, "--microbench/--no-microbench",
+                                          help="Forward-time microbenchmarks per model (calibration input)"),
+          seed: int = typer.Option(0, "--seed"),
+          fsync: bool = typer.Option(False, "--fsync", help="fsync the trace after every record"),
+          as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
+    """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
+    names = tuple(name.strip() for name in strategies.split(",") if name.strip())
+    sampling = _sampling(greedy, temperature, top_k, top_p)
+    from speccascade.runtime.bench import BenchConfig, run_bench
+    from speccascade.runtime.decoding.build import StrategyKnobs
+
+    config = BenchConfig(strategies=names, knobs=StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m),
+                         sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
+                         microbench=microbench, seed=seed, fsync=fsync, extra={"draft_weights": draft})
+    trio, models = _models(trio_dir, draft, seed)
+    summary = run_bench(models, _prompt_ids(trio.tokenizer, prompt), config, out / "trace.jsonl",
+                        out / "summary.json", progress=not as_json, command=" ".join(sys.argv))
+    if as_json:
+        typer.echo(summary.model_dump_json(indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"runtime bench ({summary.hardware.backend}: {summary.hardware.device_kind})")
+    for column in ("strategy", "ms/token (median [min, max])", "tokens/s", "speedup", "tokens/step", "acceptance",
+                   "ms per step by model", "compile s"):
+        table.add_column(column)
+    for name, item in summary.strategies.items():
+        spread = item.ms_per_token
+        acceptance = ", ".join(f"{pair} {value.alpha:.2f}" for pair, value in item.acceptance.items())
+        stages = ", ".join(f"{role} {ms:.2f}" for role, ms in item.stage_ms_per_step.items())
+        table.add_row(name, f"{spread.median:.3f} [{spread.min:.3f}, {spread.max:.3f}]", f"{item.tokens_per_s:.1f}",
+                      f"{item.speedup:.2f}x" if item.speedup else "-", f"{item.tokens_per_step:.2f}",
+                      acceptance or "-", stages or "-", f"{item.compile_s:.1f}")
+    Console(width=180).print(table)
+    typer.echo(f"trace: {out / 'trace.jsonl'}  summary: {out / 'summary.json'}")

@@ -112,12 +112,15 @@ def _build(kind: str, sequences: list, source: str) -> EmpiricalData:
 _TRACE_KINDS = {"header", "step", "forward", "compile"}
 
 
-def _trace_outcomes(records: list[tuple[int, Any]], path: Path, pair: str) -> EmpiricalData:
-    """Accept/reject sequences of ``pair`` from a runtime trace's step records, one sequence per run."""
+def _trace_outcomes(records: list[tuple[int, Any]], path: Path, pair: str, strategy: str | None) -> EmpiricalData:
+    """Accept/reject sequences of ``pair`` from a runtime trace's step records (of ``strategy``'s label if
+    given), one sequence per run."""
     runs: dict[tuple, list[int]] = {}
     seen: set[str] = set()
     for number, record in records:
         if not isinstance(record, dict) or record.get("kind") != "step":
+            continue
+        if strategy is not None and record.get("strategy") != strategy:
             continue
         pairs = record.get("pairs") or {}
         if not isinstance(pairs, dict):
@@ -132,13 +135,16 @@ def _trace_outcomes(records: list[tuple[int, Any]], path: Path, pair: str) -> Em
         runs.setdefault(key, []).extend(1 if mark == "A" else 0 for mark in sequence if mark != "|")
     if not any(runs.values()):
         found = f"pairs found: {', '.join(sorted(seen))}" if seen else "no step records with pairs"
-        raise InputError(f"{path}: runtime trace has no accept/reject sequences for pair {pair!r} ({found})")
-    return _build("outcomes", [sequence for sequence in runs.values() if sequence], f"{path} [{pair}]")
+        which = f" of strategy {strategy!r}" if strategy is not None else ""
+        raise InputError(f"{path}: runtime trace has no accept/reject sequences for pair {pair!r}{which} ({found})")
+    label = f"{path} [{pair}{', ' + strategy if strategy else ''}]"
+    return _build("outcomes", [sequence for sequence in runs.values() if sequence], label)
 
 
-def load_empirical(path: str | Path, pair: str = "draft->target") -> EmpiricalData:
-    """Read a JSON, JSONL or runtime-trace recording (``pair`` selects a trace's drafter->verifier pair); any
-    problem is one :class:`InputError` line naming the file (and line)."""
+def load_empirical(path: str | Path, pair: str = "draft->target", strategy: str | None = None) -> EmpiricalData:
+    """Read a JSON, JSONL or runtime-trace recording (``pair`` selects a trace's drafter->verifier pair,
+    ``strategy`` its steps of one strategy label); any problem is one :class:`InputError` line naming the file
+    (and line)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -163,7 +169,7 @@ def load_empirical(path: str | Path, pair: str = "draft->target") -> EmpiricalDa
                 break                      # a partial last line: a recording killed mid-write keeps the rest
             raise InputError(f"{path}:{number}: not valid JSON or JSONL ({error.msg})") from None
     if any(isinstance(value, dict) and value.get("kind") in _TRACE_KINDS for _, value in records):
-        return _trace_outcomes(records, path, pair)
+        return _trace_outcomes(records, path, pair, strategy)
     kinds, sequences = set(), []
     for number, value in records:
         kind, found = _classify(value, f"{path}:{number}")

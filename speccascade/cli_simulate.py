@@ -19,7 +19,7 @@ from .cli_options import config_options
 
 
 def processes_for(config: PredictConfig, kind: str | None, rho: float, empirical: Path | None, pair: str,
-                  resample: str, reset: bool):
+                  resample: str, reset: bool, trace_strategy: str | None = None):
     """(process, inner_process) for the flags; None keeps the strategy's default (the cost model's assumption)."""
     if kind is None:
         if rho:
@@ -28,7 +28,7 @@ def processes_for(config: PredictConfig, kind: str | None, rho: float, empirical
             raise InputError("--empirical needs --process empirical")
         return None, None
     strategy = config.resolved_strategy()
-    data = load_empirical(empirical, pair) if kind == "empirical" and empirical is not None else None
+    data = load_empirical(empirical, pair, trace_strategy) if kind == "empirical" and empirical is not None else None
     process = make_process(kind, target_alpha(config, strategy), rho=rho, alphas=config.alphas, empirical=data,
                            persistent=not reset, resample=resample)
     inner = None
@@ -48,6 +48,7 @@ def simulate_command(
         empirical: Optional[Path] = typer.Option(None, help="Empirical: JSON/JSONL of outcomes or betas, or a "
                                                              "runtime trace."),
         empirical_pair: str = typer.Option("draft->target", help="Runtime trace: which pair's sequences."),
+        empirical_strategy: Optional[str] = typer.Option(None, help="Runtime trace: only this strategy label's steps."),
         resample: str = typer.Option("stream", help="Empirical betas: stream (keep order) or iid."),
         threshold: Optional[float] = typer.Option(None, help="Draft-length policy: stop drafting when the "
                                                               "confidence falls below this (default: fixed K)."),
@@ -58,7 +59,8 @@ def simulate_command(
         plot: Optional[Path] = typer.Option(None, help="Write PATH.png and PATH.svg: histogram vs closed form."),
 ) -> None:
     """Simulate tokens per step, ms/token and N-token latency (mean with CI, p50/p95/p99, histogram)."""
-    target, inner = processes_for(config, process, rho, empirical, empirical_pair, resample, markov_reset)
+    target, inner = processes_for(config, process, rho, empirical, empirical_pair, resample, markov_reset,
+                                  empirical_strategy)
     policy = ConfidenceThreshold(threshold) if threshold is not None else None
     result = simulate(config, process=target, inner_process=inner, policy=policy, steps=steps, seed=seed,
                       tokens=tokens, progress=None if not json_output else False)

@@ -197,6 +197,9 @@ def test_empirical_files_json_jsonl_and_runtime_trace(tmp_path):
     assert data.kind == "outcomes" and data.tokens == 10 and float(np.concatenate(data.sequences).mean()) == 0.5
     with pytest.raises(InputError, match="pairs found: draft->target"):
         load_empirical(trace, pair="tiny->draft")
+    assert load_empirical(trace, strategy="spec").tokens == 10
+    with pytest.raises(InputError, match="of strategy 'cascade'"):
+        load_empirical(trace, strategy="cascade")
 
 
 @pytest.mark.parametrize("content,message", [

@@ -62,6 +62,25 @@ def _need(value, flag: str, strategy: str):
     return value
 
 
+def default_k_draft(positions: int) -> int:
+    """Horizontal cascade without --k-draft: the Draft drafts the first half of the positions (rounded up)."""
+    return math.ceil(positions / 2)
+
+
+def verify_tokens_for(strategy: str, config: PredictConfig) -> int:
+    """Tokens one target verification forward covers (sizes the KV cache in placement)."""
+    positions = len(config.alphas) if strategy == "horizontal" and config.alphas else config.k
+    return {"speculative": config.k + 1, "filtered": config.k + 1, "horizontal": positions + 1,
+            "vertical": config.k * (config.k_tiny + 1) + 1, "heads": config.tree_nodes + 1}.get(strategy, 1)
+
+
+def timings_for(config: PredictConfig, strategy: str | None = None, *, chip: ChipProfile | None = None) -> StageTimings:
+    """The stage timings ``strategy`` needs for ``config`` (verify length and Medusa heads placed)."""
+    strategy = strategy or config.resolved_strategy()
+    heads = len(config.heads_accuracy.heads) if strategy == "heads" and config.heads_accuracy and not config.verify_cost else 0
+    return stage_timings(config, verify_tokens=verify_tokens_for(strategy, config), chip=chip, heads=heads)
+
+
 def tree_for(config: PredictConfig) -> CandidateTree:
     return build_tree(config.heads_accuracy.marginal(), config.tree_nodes)
 
@@ -102,7 +121,7 @@ def evaluate(strategy: str, config: PredictConfig, timings: StageTimings | None 
     elif strategy == "horizontal":
         alphas = np.asarray(_need(get("alphas"), "--alphas", strategy), dtype=float)
         k = np.asarray(alphas.shape[-1], dtype=float)
-        k_draft = np.asarray(get("k_draft") if get("k_draft") is not None else math.ceil(alphas.shape[-1] / 2), float)
+        k_draft = np.asarray(get("k_draft") if get("k_draft") is not None else default_k_draft(alphas.shape[-1]), float)
         if np.any(k_draft > k):
             raise InputError(f"k_draft ({int(np.max(k_draft))}) exceeds the number of positions ({int(k)})")
         needs_tiny = np.any(k_draft < k)
@@ -208,11 +227,7 @@ def predict(config: PredictConfig, strategy: str | None = None, *, alternatives:
     strategy = strategy or config.resolved_strategy()
     if strategy == "heads" and config.heads_accuracy is None:
         raise InputError("the heads strategy needs --heads-accuracy FILE.json")
-    verify_hint = {"speculative": config.k + 1, "filtered": config.k + 1, "horizontal": config.k + 1,
-                   "vertical": config.k * (config.k_tiny + 1) + 1,
-                   "heads": config.tree_nodes + 1}.get(strategy, 1)
-    heads = len(config.heads_accuracy.heads) if strategy == "heads" and not config.verify_cost else 0
-    timings = stage_timings(config, verify_tokens=verify_hint, chip=chip, heads=heads)
+    timings = timings_for(config, strategy, chip=chip)
     result = evaluate(strategy, config, timings)
     ms_per_token = _scalar(result["ms_per_token"])
     placement = timings.placement

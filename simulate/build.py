@@ -8,14 +8,12 @@ positional alphas for the horizontal cascade, the best-first tree for heads, fix
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from speccascade.costmodel.config import PredictConfig
-from speccascade.costmodel.predict import Prediction, predict
-from speccascade.costmodel.timings import stage_timings
+from speccascade.costmodel.predict import Prediction, default_k_draft, predict, timings_for
 from speccascade.hardware import ChipProfile
 from speccascade.hardware.errors import InputError
 
@@ -70,7 +68,7 @@ def _draft_ms_per_position(strategy: str, config: PredictConfig, timings, k: int
         per = float(timings.forward_ms("tiny", 1)) + float(
             timings.forward_ms("draft", 1, output_columns=float(config.filter_width)))
         return np.full(k, per)
-    k_draft = config.k_draft if config.k_draft is not None else math.ceil(k / 2)   # costmodel.predict's default
+    k_draft = config.k_draft if config.k_draft is not None else default_k_draft(k)
     draft = float(timings.forward_ms("draft", 1)) if k_draft > 0 else 0.0
     tiny = float(timings.forward_ms("tiny", 1)) if k_draft < k else 0.0
     return np.array([draft] * k_draft + [tiny] * (k - k_draft))
@@ -111,7 +109,7 @@ def build_step_model(config: PredictConfig, *, strategy: str | None = None, proc
         filter_pass = config.gamma_tiny * config.gamma_draft_given_tiny
     table = None
     if not is_fixed(policy):
-        timings = stage_timings(config, verify_tokens=k + 1, chip=chip)
+        timings = timings_for(config, strategy, chip=chip)
         table = policy_step_ms(policy, k, _draft_ms_per_position(strategy, config, timings, k), timings)
     model = Speculative(strategy, k + 1, step_ms, process=process, k=k, policy=policy, filter_pass=filter_pass,
                         step_ms_table=table)

@@ -20,6 +20,7 @@ from speccascade.costmodel.config import HEADLINE, HeadsAccuracy, PredictConfig
 from speccascade.costmodel.predict import Prediction, evaluate, predict
 from speccascade.costmodel.timings import stage_timings
 from speccascade.hardware import ChipProfile, InputError, ModelProfile, load_chip, load_model
+from speccascade.simulate import SimulationResult, simulate
 
 __all__ = ["HEADLINE", "ChipProfile", "HeadsAccuracy", "InputError", "ModelProfile", "PredictConfig", "Prediction",
-           "evaluate", "load_chip", "load_model", "predict", "stage_timings"]
+           "SimulationResult", "evaluate", "load_chip", "load_model", "predict", "simulate", "stage_timings"]

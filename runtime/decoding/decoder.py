@@ -76,6 +76,20 @@ def summarize_acceptance(steps: Sequence[StepStats]) -> dict[str, dict[str, floa
     return report
 
 
+def pack_stats(state: State) -> State:
+    """Put the step's statistics into one float32 vector ``state["packed"]`` so the host reads them with a
+    single transfer: [length, start_length, then per pair (sorted) proposed, tested, accepted, beta_sum,
+    flags..., then extras (sorted)]. Counts stay exact (far below 2^24)."""
+    stats = state["stats"]
+    parts = [state["length"], stats["start_length"]]
+    for name in sorted(stats["pairs"]):
+        pair = stats["pairs"][name]
+        parts += [pair["proposed"], pair["tested"], pair["accepted"], pair["beta_sum"], pair["flags"]]
+    parts += [stats["extras"][name] for name in sorted(stats["extras"])]
+    packed = jnp.concatenate([jnp.atleast_1d(part).astype(jnp.float32) for part in parts])
+    return {**state, "packed": packed}
+
+
 def _bucket(length: int, capacity: int) -> int:
     size = MIN_BUCKET
     while size < length:
@@ -100,8 +114,9 @@ class Decoder:
             return fused(params, strategy.begin(state))
 
         self.step_fn = step_fn  # the pure step (for vmap in tests, or a caller's own jit)
-        self._step = jax.jit(step_fn, donate_argnums=donate_argnums)
+        self._step = jax.jit(lambda params, state: pack_stats(step_fn(params, state)), donate_argnums=donate_argnums)
         self._begin = jax.jit(strategy.begin, donate_argnums=(0,) if donate else ())
+        self._pack = jax.jit(pack_stats, donate_argnums=(0,) if donate else ())
         self._staged = StagedRunner(program, donate=donate)
         self._prefills: dict[int, Callable] = {}
 
@@ -117,7 +132,7 @@ class Decoder:
                     _, cache = model.forward(model_params, cache, seq[None, :bucket])
                     caches.append(cache)
                 state = {"seq": seq, "length": length, "caches": tuple(caches), "key": jax.random.key(seed)}
-                return strategy.begin(state)
+                return pack_stats(strategy.begin(state))
 
             self._prefills[bucket] = jax.jit(prefill)
         return self._prefills[bucket]
@@ -150,7 +165,8 @@ class Decoder:
     def step_staged(self, state: State) -> tuple[State, dict[str, float]]:
         """One step run stage by stage with ``block_until_ready`` after each; returns ms per model."""
         state = self._begin(state)
-        return self._staged(self.strategy.params, state)
+        state, stage_ms = self._staged(self.strategy.params, state)
+        return self._pack(state), stage_ms
 
     def compile_step(self, state: State) -> float:
         """Compile the fused step ahead of time for ``state``'s shapes; returns the seconds it took (lowering
@@ -166,17 +182,22 @@ class Decoder:
     def read_stats(self, state: State, step: int, step_ms: float, stage_ms: dict[str, float] | None = None
                    ) -> tuple[StepStats, int]:
         """Host copy of the step's statistics; returns (stats, committed length)."""
-        host = jax.device_get({"stats": state["stats"], "length": state["length"]})
-        stats, length = host["stats"], int(host["length"])
-        pairs = {}
-        for name, pair in stats["pairs"].items():
-            chunk = self.strategy.verify_sizes[name]
-            flags = np.asarray(pair["flags"]).reshape(-1, chunk)
+        return self.unpack_stats(np.asarray(jax.device_get(state["packed"])), step, step_ms, stage_ms)
+
+    def unpack_stats(self, packed: np.ndarray, step: int, step_ms: float, stage_ms: dict[str, float] | None = None
+                     ) -> tuple[StepStats, int]:
+        """Statistics from the vector :func:`pack_stats` wrote; returns (stats, committed length)."""
+        length, emitted = int(packed[0]), int(packed[0] - packed[1])
+        offset, pairs = 2, {}
+        for name in sorted(self.strategy.pairs):
+            slots, chunk = self.strategy.pairs[name], self.strategy.verify_sizes[name]
+            proposed, tested, accepted, beta_sum = packed[offset:offset + 4]
+            flags = packed[offset + 4: offset + 4 + slots].reshape(-1, chunk)
+            offset += 4 + slots
             rounds = ["".join("A" if flag == 1 else "R" for flag in row if flag >= 0) for row in flags]
-            pairs[name] = PairStats(int(pair["proposed"]), int(pair["tested"]), int(pair["accepted"]),
-                                    float(pair["beta_sum"]), "|".join(r for r in rounds if r))
-        extras = {name: float(value) for name, value in stats["extras"].items()}
-        emitted = length - int(stats["start_length"])
+            pairs[name] = PairStats(int(proposed), int(tested), int(accepted), float(beta_sum),
+                                    "|".join(r for r in rounds if r))
+        extras = {name: float(packed[offset + i]) for i, name in enumerate(sorted(self.strategy.extras()))}
         return StepStats(step, emitted, pairs, extras, step_ms, dict(stage_ms or {})), length
 
     def tokens(self, state: State, begin: int, count: int) -> tuple[int, ...]:
@@ -199,9 +220,9 @@ class Decoder:
                 state, stage_ms = self.step_staged(state)
             else:
                 state, stage_ms = self.step(state), None
-            jax.block_until_ready(state["length"])
+            packed = np.asarray(jax.device_get(state["packed"]))  # waits for the step: one small transfer
             step_ms = (time.perf_counter() - started) * 1e3
-            stats, length = self.read_stats(state, len(steps), step_ms, stage_ms)
+            stats, length = self.unpack_stats(packed, len(steps), step_ms, stage_ms)
             steps.append(stats)
             if on_step is not None:
                 on_step(stats)

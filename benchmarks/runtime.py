@@ -1,0 +1,98 @@
+"""The JAX runtime on the default trio, on this machine: AR speed, bandwidth use, host overhead, speedups.
+
+Runs ``speccascade.runtime.bench.run_bench`` (greedy decoding; every strategy; compile excluded; median over
+repeats) on the default trio (trained on first use), then measures this machine's main-memory bandwidth the way
+``speccascade hardware probe`` does (:func:`speccascade.hardware.probe.matvec_bandwidth`, same matrix sizing).
+Writes the trace and summary to ``--out`` and prints, as its last line, one JSON object:
+
+* ``ar_ms_per_token``: median ms per token of greedy autoregressive decoding with the Target;
+* ``bandwidth_fraction``: (Target weight bytes / AR seconds per token) / probed main-memory bandwidth
+  (target >= 0.5);
+* ``host_overhead_fraction``: for the vertical cascade, 1 - (microbenchmarked time of the forwards a step ran) /
+  (step wall time), over all fused steps (target <= 0.10);
+* ``speedup``: {strategy: AR median ms/token / strategy median ms/token} (target >= 2 for the best);
+* ``acceptance``: {"strategy:pair": alpha}, alpha = accepted / tested draft tokens.
+
+    python3 benchmarks/runtime.py [--trio DIR] [--new-tokens 128] [--repeats 3] [--out DIR] [--draft int8|fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from speccascade.runtime.bench import BenchConfig, run_bench
+from speccascade.runtime.decoding.build import StrategyKnobs
+
+PROMPT = "def main(argv=None):\n    parser = argparse.ArgumentParser(description="
+MiB = 1 << 20
+
+
+def probed_bandwidth() -> tuple[float, int]:
+    """Main-memory bandwidth (bytes/s) measured like ``speccascade hardware probe --quick`` sizes it."""
+    from speccascade.hardware.probe import QUICK, cpu_cache_levels, dram_bytes, matvec_bandwidth
+
+    last_level = max((level.capacity_bytes * level.instances for level in cpu_cache_levels()), default=0)
+    available = dram_bytes()[1]
+    matrix = min(max(QUICK.main_matrix_min_bytes, 4 * last_level), QUICK.main_matrix_max_bytes,
+                 max(available // 4, 16 * MiB))
+    return matvec_bandwidth(matrix, repeats=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trio", type=Path, default=None)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--staged-repeats", type=int, default=1)
+    parser.add_argument("--draft", choices=("int8", "fp32"), default="fp32")
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--k-outer", type=int, default=6)
+    parser.add_argument("--k-inner", type=int, default=3)
+    parser.add_argument("--top-m", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None, help="trace/summary directory (default: a temp dir)")
+    args = parser.parse_args()
+
+    from speccascade.runtime.trio import load_default_trio
+
+    trio = load_default_trio(args.trio)
+    models = {"tiny": trio.tiny, "draft": trio.draft_int8 if args.draft == "int8" else trio.draft,
+              "target": trio.target}
+    out = args.out or Path(tempfile.mkdtemp(prefix="speccascade-runtime-"))
+    config = BenchConfig(knobs=StrategyKnobs(k=args.k, k_outer=args.k_outer, k_inner=args.k_inner, top_m=args.top_m),
+                         new_tokens=args.new_tokens, repeats=args.repeats, staged_repeats=args.staged_repeats,
+                         extra={"draft_weights": args.draft})
+    prompt = [trio.tokenizer.eot_id] + trio.tokenizer.encode(PROMPT)
+    summary = run_bench(models, prompt, config, out / "trace.jsonl", out / "summary.json",
+                        progress=os.isatty(2), command="benchmarks/runtime.py")
+    bandwidth, matrix_bytes = probed_bandwidth()
+    ar_ms = summary.strategies["autoregressive"].ms_per_token.median
+    achieved = trio.target.param_bytes / (ar_ms / 1e3)
+    strategies = summary.strategies
+    result = {
+        "ar_ms_per_token": ar_ms,
+        "bandwidth_fraction": achieved / bandwidth,
+        "host_overhead_fraction": strategies["cascade"].host_overhead_fraction,
+        "speedup": {name: item.speedup for name, item in strategies.items() if name != "autoregressive"},
+        "acceptance": {f"{name}:{pair}": value.alpha for name, item in strategies.items()
+                       for pair, value in item.acceptance.items()},
+        "ms_per_token": {name: item.ms_per_token.median for name, item in strategies.items()},
+        "host_overhead": {name: item.host_overhead_fraction for name, item in strategies.items()},
+        "achieved_bandwidth_gb_s": achieved / 1e9,
+        "probed_bandwidth_gb_s": bandwidth / 1e9,
+        "probe_matrix_mib": matrix_bytes / MiB,
+        "param_bytes": {info.role: info.param_bytes for info in summary.models},
+        "config": {"draft": args.draft, "k": args.k, "k_outer": args.k_outer, "k_inner": args.k_inner,
+                   "top_m": args.top_m, "new_tokens": args.new_tokens, "repeats": args.repeats},
+        "backend": f"{summary.hardware.backend}:{summary.hardware.device_kind}",
+        "trace": str(out / "trace.jsonl"),
+        "summary": str(out / "summary.json"),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""``speccascade runtime generate`` and ``bench`` end to end, on toy models behind a byte-level tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import speccascade.runtime.trio as trio_module
+from speccascade.cli import main
+from speccascade.runtime.tokenizer import ByteBPETokenizer
+from speccascade.runtime.traces import read_summary, read_trace
+
+from runtime_fixtures import toy_trio
+
+
+@pytest.fixture(scope="module")
+def fake_trio():
+    tokenizer = ByteBPETokenizer([])  # 256 bytes + <|endoftext|>
+    tiny, draft, target = toy_trio(vocab=tokenizer.vocab_size, max_len=256, seed=3)
+    return trio_module.Trio(target=target, draft=draft, draft_int8=draft, tiny=tiny, tokenizer=tokenizer,
+                            metadata={})
+
+
+@pytest.fixture
+def patched(monkeypatch, fake_trio):
+    monkeypatch.setattr(trio_module, "load_default_trio", lambda *args, **kwargs: fake_trio)
+    return fake_trio
+
+
+def run(capsys, *argv):
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_generate_json_is_lossless_across_strategies(patched, capsys):
+    outputs = {}
+    for strategy in ("autoregressive", "speculative", "cascade", "filtered"):
+        code, out, err = run(capsys, "runtime", "generate", "--strategy", strategy, "--prompt", "def f(x):",
+                             "--max-new", "12", "--greedy", "--json", "--top-m", "16")
+        assert code == 0, err
+        result = json.loads(out)
+        assert set(result) == {"text", "tokens", "acceptance"} and len(result["tokens"]) == 12
+        assert result["text"] == patched.tokenizer.decode(result["tokens"])
+        outputs[strategy] = result["tokens"]
+    assert len({tuple(tokens) for tokens in outputs.values()}) == 1
+    assert "draft->target" in result["acceptance"]
+
+
+def test_generate_rejects_bad_input(patched, capsys):
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "medusa", "--prompt", "x")
+    assert code == 2 and err.startswith("error: unknown strategy 'medusa'")
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--draft", "int4")
+    assert code == 2 and "--draft" in err
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
+                       "--temperature", "0")
+    assert code == 2 and "temperature" in err
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--max-new", "900")
+    assert code == 2 and "context" in err
+
+
+def test_bench_writes_a_trace_and_a_summary(patched, capsys, tmp_path):
+    code, out, err = run(capsys, "runtime", "bench", "--strategies", "autoregressive,speculative", "--new-tokens", "8",
+                         "--repeats", "2", "--staged-repeats", "1", "--no-microbench", "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    summary = read_summary(tmp_path / "summary.json")
+    assert json.loads(out)["run_id"] == summary.run_id
+    assert set(summary.strategies) == {"autoregressive", "speculative"}
+    assert summary.strategies["autoregressive"].speedup == pytest.approx(1.0)
+    assert len(summary.strategies["speculative"].ms_per_token.values) == 2
+    assert set(summary.strategies["speculative"].stage_ms_per_step) == {"draft", "target"}
+    trace = read_trace(tmp_path / "trace.jsonl")
+    assert {step.mode for step in trace.steps_of("speculative")} == {"fused", "staged"}
+    assert sum(step.tokens_emitted for step in trace.steps_of("autoregressive", "fused")) == 16
+    assert {record.what for record in trace.compiles} >= {"step"}

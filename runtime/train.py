@@ -138,6 +138,8 @@ def train_model(module: nnx.Module, train_tokens: np.ndarray, stage: StageConfig
         losses.append(float(loss))
         if progress is not None:
             progress.update(task, advance=1, loss=losses[-1])
+            if not progress.console.is_terminal and len(losses) % max(1, stage.steps // 10) == 0:
+                progress.console.print(f"{label}: step {len(losses)}/{stage.steps} loss {losses[-1]:.4f}")
     state = nnx.state(module)
     nnx.replace_by_pure_dict(state, params)
     nnx.update(module, state)

@@ -168,30 +168,32 @@ class Attention(nnx.Module):
         self.qkv = _linear(config, config.d_model, (config.n_heads + 2 * config.n_kv_heads) * hd, rngs)
         self.out = _linear(config, config.n_heads * hd, config.d_model, rngs, scale=1 / math.sqrt(2 * config.n_layers))
 
-    def __call__(self, x: jax.Array, positions: jax.Array, kv: tuple | None):
-        """kv: None (causal over x alone) or (k_all, v_all, layer, start); returns (y, (k_all, v_all) or None)."""
+    def __call__(self, x: jax.Array, positions: jax.Array, past: tuple | None):
+        """past: None (causal over x alone) or (k_past, v_past, start) with k_past [B, S, KV, hd] of which
+        positions < start are valid; returns (y, (k, v) of the new positions)."""
         cfg = self.config
         batch, count, _ = x.shape
         hd, heads, kv_heads = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         qkv = self.qkv(x)
-        q = qkv[..., :heads * hd].reshape(batch, count, heads, hd)
+        q = qkv[..., :heads * hd].reshape(batch, count, kv_heads, heads // kv_heads, hd)
         k = qkv[..., heads * hd:(heads + kv_heads) * hd].reshape(batch, count, kv_heads, hd)
         v = qkv[..., (heads + kv_heads) * hd:].reshape(batch, count, kv_heads, hd)
-        q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
-        if kv is None:
-            keys, values, key_positions, new_kv = k, v, positions, None
-        else:
-            k_all, v_all, layer, start = kv
-            k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), (layer, 0, start, 0, 0))
-            v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), (layer, 0, start, 0, 0))
-            keys, values = k_all[layer], v_all[layer]
-            key_positions, new_kv = jnp.arange(keys.shape[1]), (k_all, v_all)
-        grouped = q.reshape(batch, count, kv_heads, heads // kv_heads, hd)
-        scores = jnp.einsum("btkgh,bskh->bkgts", grouped, keys) / math.sqrt(hd)
-        visible = key_positions[None, :] <= positions[:, None]  # [T, S]
-        scores = jnp.where(visible, scores, -1e30)
-        attended = jnp.einsum("bkgts,bskh->btkgh", jax.nn.softmax(scores, axis=-1), values)
-        return self.out(attended.reshape(batch, count, heads * hd)), new_kv
+        q, k = rotary(q.reshape(batch, count, heads, hd), positions, cfg.rope_theta), rotary(k, positions,
+                                                                                           cfg.rope_theta)
+        q = q.reshape(batch, count, kv_heads, heads // kv_heads, hd) / math.sqrt(hd)
+        causal = jnp.tril(jnp.ones((count, count), bool))
+        scores = jnp.where(causal, jnp.einsum("btkgh,bskh->bkgts", q, k), -1e30)
+        if past is None:
+            attended = jnp.einsum("bkgts,bskh->btkgh", jax.nn.softmax(scores, axis=-1), v)
+        else:  # the cached positions < start, then the new ones; one softmax over both
+            k_past, v_past, start = past
+            length = k_past.shape[1]
+            old = jnp.einsum("btkgh,bskh->bkgts", q, k_past.astype(q.dtype))
+            old = jnp.where(jnp.arange(length) < start, old, -1e30)
+            probs = jax.nn.softmax(jnp.concatenate([old, scores], axis=-1), axis=-1)
+            attended = (jnp.einsum("bkgts,bskh->btkgh", probs[..., :length], v_past.astype(q.dtype))
+                        + jnp.einsum("bkgts,bskh->btkgh", probs[..., length:], v))
+        return self.out(attended.reshape(batch, count, heads * hd)), (k, v)
 
 
 class SwiGLU(nnx.Module):
@@ -212,8 +214,8 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config, rngs)
 
-    def __call__(self, x, positions, kv):
-        attended, new_kv = self.attn(self.attn_norm(x), positions, kv)
+    def __call__(self, x, positions, past):
+        attended, new_kv = self.attn(self.attn_norm(x), positions, past)
         x = x + attended
         return x + self.mlp(self.mlp_norm(x)), new_kv
 
@@ -232,15 +234,20 @@ class Transformer(nnx.Module):
         start = jnp.zeros((), jnp.int32) if cache is None else cache["pos"]
         positions = start + jnp.arange(count, dtype=jnp.int32)
         x = self.embed(tokens)
-        k_all, v_all = (None, None) if cache is None else (cache["k"], cache["v"])
+        new_keys, new_values = [], []
         for index, block in enumerate(self.layers):
-            kv = None if cache is None else (k_all, v_all, index, start)
-            x, new_kv = block(x, positions, kv)
-            if new_kv is not None:
-                k_all, v_all = new_kv
+            past = None if cache is None else (cache["k"][index], cache["v"][index], start)
+            x, (k, v) = block(x, positions, past)
+            new_keys.append(k)
+            new_values.append(v)
         logits = self.embed.attend(self.final_norm(x))
         if cache is None:
             return logits, None
+        # one write of the T new positions of every layer (in place when the caller donates the cache)
+        k_all = jax.lax.dynamic_update_slice(cache["k"], jnp.stack(new_keys).astype(cache["k"].dtype),
+                                             (0, 0, start, 0, 0))
+        v_all = jax.lax.dynamic_update_slice(cache["v"], jnp.stack(new_values).astype(cache["v"].dtype),
+                                             (0, 0, start, 0, 0))
         return logits, {"pos": start + count, "k": k_all, "v": v_all}
 
 

@@ -33,9 +33,10 @@ from .api import CausalLM
 from .decoding import Decoder, SamplingConfig, StepStats, build_strategy
 from .decoding.build import STRATEGY_NAMES, StrategyKnobs
 from .decoding.sampling import GREEDY
-from .microbench import ForwardTable, time_forwards
+from .microbench import time_forwards
+from .overhead import host_overhead
 from .traces import (
-    CompileRecord, ForwardRecord, HardwareInfo, Header, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
+    CompileRecord, HardwareInfo, Header, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
     Summary, TraceWriter, acceptance_from_steps, write_summary,
 )
 
@@ -52,6 +53,7 @@ class BenchConfig:
     staged_repeats: int = 1
     microbench: bool = True
     microbench_repeats: int = 5
+    overhead_steps: int = 6          # steps measured for the host overhead (0 = skip)
     seed: int = 0
     fsync: bool = False
     extra: dict = field(default_factory=dict)  # recorded in the header (e.g. which draft variant)
@@ -104,15 +106,6 @@ def _timed_generations(decoder: Decoder, label: str, prompt: Sequence[int], conf
     return runs
 
 
-def host_overhead(decoder: Decoder, steps: Sequence[StepRecord], table: ForwardTable) -> float:
-    forward_ms = step_ms = 0.0
-    for step in steps:
-        plan = decoder.strategy.forward_plan({name: pair.proposed for name, pair in step.pairs.items()})
-        forward_ms += sum(table.ms(role, tokens, step.context) for role, tokens in plan)
-        step_ms += step.step_ms
-    return 1.0 - forward_ms / step_ms
-
-
 def run_bench(models: dict[str, CausalLM | None], prompt: Sequence[int], config: BenchConfig,
               trace_path: str | Path, summary_path: str | Path | None = None, progress: bool = True,
               command: str = "") -> Summary:
@@ -155,22 +148,23 @@ def run_bench(models: dict[str, CausalLM | None], prompt: Sequence[int], config:
                 _timed_generations(decoder, name, prompt, config, True, 1, None, advance)  # compiles the stages
                 staged = _timed_generations(decoder, name, prompt, config, True, config.staged_repeats, writer,
                                             advance)
-            results[name] = {"decoder": decoder, "fused": fused, "staged": staged, "compile_s": step_s}
-        table = None
+            overhead = None
+            if config.overhead_steps:
+                overhead = host_overhead(decoder, prompt, config.seed, steps=config.overhead_steps)
+            results[name] = {"decoder": decoder, "fused": fused, "staged": staged, "compile_s": step_s,
+                             "overhead": overhead}
         if config.microbench:
             roles_used = {role for strategy in strategies.values() for role in strategy.roles}
             points = sorted({len(prompt), len(prompt) + config.new_tokens // 2, len(prompt) + config.new_tokens})
             max_tokens = max(count for strategy in strategies.values()
                              for _, count in strategy.forward_plan(_max_proposed(strategy)))
-            records: list[ForwardRecord] = []
             task = bar.add_task("microbench", total=len(roles_used) * max_tokens * len(points))
             for role in ROLES:
                 if role in roles_used:
-                    records += time_forwards(models[role], role, range(1, max_tokens + 1), points, capacity,
-                                             config.microbench_repeats,
-                                             on_record=lambda record: (writer.write(record), bar.advance(task)))
-            table = ForwardTable(records)
-    summary = _summarize(results, table, config, run_id, created, trace_path, hardware, infos)
+                    time_forwards(models[role], role, range(1, max_tokens + 1), points, capacity,
+                                  config.microbench_repeats,
+                                  on_record=lambda record: (writer.write(record), bar.advance(task)))
+    summary = _summarize(results, config, run_id, created, trace_path, hardware, infos)
     if summary_path is not None:
         write_summary(summary_path, summary)
     return summary
@@ -180,7 +174,7 @@ def _max_proposed(strategy) -> dict[str, int]:
     return dict(strategy.pairs)
 
 
-def _summarize(results: dict[str, dict], table: ForwardTable | None, config: BenchConfig, run_id: str,
+def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str,
                created: str, trace_path, hardware: HardwareInfo, infos: list[ModelInfo]) -> Summary:
     summaries = {}
     for name, result in results.items():
@@ -191,7 +185,7 @@ def _summarize(results: dict[str, dict], table: ForwardTable | None, config: Ben
         if staged_steps:
             for role in result["decoder"].strategy.roles:
                 stage_ms[role] = sum(step.stage_ms.get(role, 0.0) for step in staged_steps) / len(staged_steps)
-        overhead = host_overhead(result["decoder"], fused_steps, table) if table is not None else None
+        overhead = result["overhead"]["host_overhead_fraction"] if result["overhead"] else None
         summaries[name] = StrategySummary(
             strategy=name, config=result["decoder"].strategy.config(), repeats=config.repeats,
             new_tokens=config.new_tokens, ms_per_token=spread, tokens_per_s=1000.0 / spread.median,

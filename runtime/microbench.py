@@ -55,7 +55,7 @@ def time_forwards(model: CausalLM, role: str, tokens: Sequence[int], contexts: S
             def body(_, carry):
                 total, cache = carry
                 logits, cache = model.forward(params, with_position(cache, context), token_ids)
-                return total + logits[0, -1, 0], cache
+                return total + jnp.max(logits), cache  # consume every logit: XLA may not slice the head
             return jax.lax.fori_loop(0, chain, body, (jnp.zeros((), jnp.float32), cache))
 
         single = jax.jit(lambda params, cache, context, token_ids=token_ids:
@@ -73,25 +73,3 @@ def time_forwards(model: CausalLM, role: str, tokens: Sequence[int], contexts: S
             if on_record is not None:
                 on_record(record)
     return records
-
-
-class ForwardTable:
-    """Look up microbenchmarked forward times: exact T, linear interpolation over context (clamped)."""
-
-    def __init__(self, records: Sequence[ForwardRecord]):
-        self._points: dict[tuple[str, int], list[tuple[int, float]]] = {}
-        for record in records:
-            self._points.setdefault((record.role, record.tokens), []).append((record.context, record.ms))
-        for points in self._points.values():
-            points.sort()
-
-    def ms(self, role: str, tokens: int, context: int) -> float:
-        points = self._points.get((role, tokens))
-        if not points:
-            raise InputError(f"no microbenchmark for role '{role}' with {tokens} tokens")
-        if context <= points[0][0]:
-            return points[0][1]
-        for (c0, m0), (c1, m1) in zip(points, points[1:]):
-            if context <= c1:
-                return m0 + (m1 - m0) * (context - c0) / (c1 - c0)
-        return points[-1][1]

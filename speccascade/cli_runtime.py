@@ -125,6 +125,8 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
                                                                          "summary.json"),
           microbench: bool = typer.Option(True, "--microbench/--no-microbench",
                                           help="Forward-time microbenchmarks per model (calibration input)"),
+          overhead_steps: int = typer.Option(6, "--overhead-steps", help="Steps measured for the host overhead "
+                                                                           "(0 = skip)"),
           seed: int = typer.Option(0, "--seed"),
           fsync: bool = typer.Option(False, "--fsync", help="fsync the trace after every record"),
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
@@ -136,7 +138,7 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
 
     config = BenchConfig(strategies=names, knobs=StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m),
                          sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
-                         microbench=microbench, seed=seed, fsync=fsync, extra={"draft_weights": draft})
+                         microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync, extra={"draft_weights": draft})
     trio, models = _models(trio_dir, draft, seed)
     summary = run_bench(models, _prompt_ids(trio.tokenizer, prompt), config, out / "trace.jsonl",
                         out / "summary.json", progress=not as_json, command=" ".join(sys.argv))

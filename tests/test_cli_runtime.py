@@ -66,7 +66,8 @@ def test_generate_rejects_bad_input(patched, capsys):
 
 def test_bench_writes_a_trace_and_a_summary(patched, capsys, tmp_path):
     code, out, err = run(capsys, "runtime", "bench", "--strategies", "autoregressive,speculative", "--new-tokens", "8",
-                         "--repeats", "2", "--staged-repeats", "1", "--no-microbench", "--out", str(tmp_path), "--json")
+                         "--repeats", "2", "--staged-repeats", "1", "--no-microbench", "--overhead-steps", "2",
+                         "--out", str(tmp_path), "--json")
     assert code == 0, err
     summary = read_summary(tmp_path / "summary.json")
     assert json.loads(out)["run_id"] == summary.run_id
@@ -78,3 +79,4 @@ def test_bench_writes_a_trace_and_a_summary(patched, capsys, tmp_path):
     assert {step.mode for step in trace.steps_of("speculative")} == {"fused", "staged"}
     assert sum(step.tokens_emitted for step in trace.steps_of("autoregressive", "fused")) == 16
     assert {record.what for record in trace.compiles} >= {"step"}
+    assert summary.strategies["speculative"].host_overhead_fraction < 1

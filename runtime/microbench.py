@@ -3,8 +3,9 @@
 These are the calibration inputs for the cost model's forward-time expression. Two numbers per point:
 
 * ``ms``: device time of one forward with the dispatch amortized: ``chain`` forwards run inside one jitted
-  ``lax.fori_loop``, each feeding the same tokens at the same position and threading the cache (so no iteration
-  can be skipped); ms = wall / chain, median over repeats (min and max kept);
+  ``lax.fori_loop`` at the same position, threading the cache, each forward's tokens taken from the previous
+  forward's argmax and every logit consumed (so forwards cannot overlap across cores and XLA can neither hoist
+  nor prune any of them); ms = wall / chain, median over repeats (min and max kept);
 * ``call_ms`` (T = 1 only, to bound compile time): one dispatched and awaited forward call, the per-call cost a
   Python-driven loop pays.
 
@@ -48,16 +49,18 @@ def time_forwards(model: CausalLM, role: str, tokens: Sequence[int], contexts: S
     cache = model.init_cache(1, capacity)
     records = []
     for count in tokens:
-        token_ids = jnp.zeros((1, count), jnp.int32)
-
         @jax.jit
-        def chained(params, cache, context, token_ids=token_ids):
-            def body(_, carry):
-                total, cache = carry
-                logits, cache = model.forward(params, with_position(cache, context), token_ids)
-                return total + jnp.max(logits), cache  # consume every logit: XLA may not slice the head
-            return jax.lax.fori_loop(0, chain, body, (jnp.zeros((), jnp.float32), cache))
+        def chained(params, cache, context, count=count):
+            def body(step, carry):
+                previous, cache = carry
+                # tokens come from the previous forward's argmax: forwards run one after the other (no overlap
+                # across cores, nothing hoisted out of the loop); every logit is consumed (no pruned head)
+                ids = ((previous + step + jnp.arange(count)) % model.vocab_size)[None, :].astype(jnp.int32)
+                logits, cache = model.forward(params, with_position(cache, context), ids)
+                return jnp.argmax(logits[0, -1]).astype(jnp.int32) + (jnp.max(logits) > jnp.inf), cache
+            return jax.lax.fori_loop(0, chain, body, (jnp.zeros((), jnp.int32), cache))
 
+        token_ids = jnp.zeros((1, count), jnp.int32)
         single = jax.jit(lambda params, cache, context, token_ids=token_ids:
                          model.forward(params, with_position(cache, context), token_ids)[0])
         for context in contexts:

@@ -6,8 +6,9 @@ alternation, ``repeats`` times each, and their medians compared:
 * the fused step itself on a fresh copy of the state (donated, as in decoding), including its dispatch and the
   one-vector statistics transfer (what decoding pays);
 * the same step's model forwards only (:meth:`Strategy.forward_plan`: the roles and token counts that step ran, at
-  the step's context, with every logit consumed so XLA cannot drop part of the output layer), repeated
-  ``chain`` times inside one jit and divided by ``chain``, so dispatch is not counted as forward time.
+  the step's context, every logit consumed so XLA cannot drop part of the output layer, each forward's tokens
+  taken from the previous forward's argmax so they run one after the other as in the step, not overlapped across
+  cores), repeated ``chain`` times inside one jit and divided by ``chain``, so dispatch is not counted.
 
     host_overhead_fraction = 1 - sum_steps forwards_ms / sum_steps step_ms
 
@@ -36,18 +37,20 @@ def _forwards_only(decoder: Decoder, plan: tuple[tuple[str, int], ...], chain: i
 
     @jax.jit
     def run(params, caches, context):
-        def body(_, carry):
-            total, caches = carry
+        def body(step, carry):
+            previous, caches = carry
             caches = list(caches)
             for role, count in plan:
                 i = index[role]
                 model = strategy.models[i]
-                logits, caches[i] = model.forward(params[i], with_position(caches[i], context),
-                                                  jnp.zeros((1, count), jnp.int32))
-                total = total + jnp.max(logits)
-            return total, tuple(caches)
+                # each forward's tokens come from the previous forward's output, as in a real step: the forwards
+                # run one after the other (no overlap across cores) and none can be hoisted out of the loop
+                tokens = ((previous + step + jnp.arange(count)) % model.vocab_size)[None, :].astype(jnp.int32)
+                logits, caches[i] = model.forward(params[i], with_position(caches[i], context), tokens)
+                previous = jnp.argmax(logits[0, -1]).astype(jnp.int32) + (jnp.max(logits) > jnp.inf)
+            return previous, tuple(caches)
 
-        return jax.lax.fori_loop(0, chain, body, (jnp.zeros((), jnp.float32), tuple(caches)))
+        return jax.lax.fori_loop(0, chain, body, (jnp.zeros((), jnp.int32), tuple(caches)))
 
     return run
 

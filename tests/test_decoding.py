@@ -142,6 +142,10 @@ def test_verify_chain_under_greedy_accepts_exactly_the_matching_prefix():
     q_all = jax.nn.one_hot(jnp.asarray([1, 2, 3]), vocab)
     verdict = verify_chain(jax.random.key(0), jnp.asarray([1, 2, 3]), q_all, p, SamplingConfig())
     assert int(verdict.accepted) == 3 and int(verdict.token) == 4  # bonus from p_{K+1}
+    # the sampled rule with point masses gives the same verdicts
+    sampled = SamplingConfig(greedy=False)
+    verdict = verify_chain(jax.random.key(0), jnp.asarray([1, 2, 5]), q, jnp.log(p), sampled)
+    assert int(verdict.accepted) == 2 and int(verdict.token) == 3
 
 
 def test_bad_input_is_an_input_error(trio, decoders):

@@ -109,7 +109,7 @@ def test_verify_chain_output_distribution_is_exact():
     def once(key):
         draw_key, verify_key = jax.random.split(key)
         draft = jax.random.categorical(draw_key, jnp.log(q[0]))[None].astype(jnp.int32)
-        verdict = verify_chain(verify_key, draft, q, p, PLAIN)
+        verdict = verify_chain(verify_key, draft, q, jnp.log(p), PLAIN)
         return jnp.where(verdict.accepted == 1, draft[0], verdict.token)
 
     emitted = np.asarray(jax.jit(jax.vmap(once))(jax.random.split(jax.random.key(1), runs)))

@@ -30,7 +30,7 @@ from speccascade.runtime.api import CausalLM
 
 from .base import DRAFT_LAG, Strategy, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
-from .sampling import GREEDY, SamplingConfig, sample, to_probs, verify_chain
+from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
 from .strategies import check_positive, draft_token_stage, verify_stage
 
 
@@ -72,28 +72,25 @@ class VerticalCascade(Strategy):
 
     def buffers(self) -> dict[str, jax.Array]:
         vocab = self.vocab_size
-        return {"q": jnp.zeros((self.k_outer + self.k_inner + 1, vocab), jnp.float32),
-                "r": jnp.zeros((self.k_inner, vocab), jnp.float32),
-                "count": jnp.zeros((), jnp.int32), "rounds": jnp.zeros((), jnp.int32)}
+        buffers = {"count": jnp.zeros((), jnp.int32), "rounds": jnp.zeros((), jnp.int32)}
+        if not self.sampling.greedy:  # greedy drafts are point masses: the tokens are the distributions
+            buffers["q"] = jnp.zeros((self.k_outer + self.k_inner + 1, vocab), jnp.float32)
+            buffers["r"] = jnp.zeros((self.k_inner, vocab), jnp.float32)
+        return buffers
 
     def _tiny_propose(self, params: Any, state: State) -> State:
         tiny, config, k = self.models[0], self.sampling, self.k_inner
         base = state["length"] + state["count"]  # working length L
 
-        # first draft: 2 tokens from L - 2
-        logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], base - DRAFT_LAG, DRAFT_LAG)
-        state, key = split_key(set_cache(state, 0, cache))
-        r = to_probs(logits[-1], config)
-        token = sample(key, r, config)
-        state = {**state, "seq": state["seq"].at[base].set(token), "r": state["r"].at[0].set(r)}
-
-        # later drafts: 1 token each; unrolled (k is small and static), which XLA:CPU runs faster than a loop
-        for j in range(1, k):
-            logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], base + j - 1, 1)
-            state, key = split_key(set_cache(state, 0, cache))
-            r = to_probs(logits[-1], config)
-            token = sample(key, r, config)
-            state = {**state, "seq": state["seq"].at[base + j].set(token), "r": state["r"].at[j].set(r)}
+        # the first draft feeds 2 tokens from L - 2 (lag 2); later drafts 1 token each, unrolled (k is small)
+        for j in range(k):
+            start, count = (base - DRAFT_LAG, DRAFT_LAG) if j == 0 else (base + j - 1, 1)
+            logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], start, count)
+            state, key = split_key(set_cache(state, 0, cache), config)
+            token, r = draw(key, logits[-1], config)
+            state = {**state, "seq": state["seq"].at[base + j].set(token)}
+            if r is not None:
+                state = {**state, "r": state["r"].at[j].set(r)}
         return state
 
     def _draft_review(self, params: Any, state: State) -> State:
@@ -101,17 +98,19 @@ class VerticalCascade(Strategy):
         count = state["count"]
         base = state["length"] + count
         logits, cache = feed(draft, params[1], state["caches"][1], state["seq"], base - DRAFT_LAG, k + DRAFT_LAG)
-        state, key = split_key(set_cache(state, 1, cache))
-        q = to_probs(logits[DRAFT_LAG - 1:], config)  # q_1..q_{k+1}
+        state, key = split_key(set_cache(state, 1, cache), config)
+        logits = logits[DRAFT_LAG - 1:]  # the Draft's logits for the k + 1 positions after L - 1
         drafts = jax.lax.dynamic_slice_in_dim(state["seq"], base, k)
-        verdict = verify_chain(key, drafts, state["r"], q, config)
+        verdict = verify_chain(key, drafts, None if config.greedy else state["r"], logits, config)
         stats = state["stats"]
         pair = record_verdict(stats["pairs"][self.inner_pair], verdict, state["rounds"] * k)
-        return {**state,
-                "seq": state["seq"].at[base + verdict.accepted].set(verdict.token),
-                "q": jax.lax.dynamic_update_slice_in_dim(state["q"], q, count, 0),
-                "count": count + verdict.accepted + 1, "rounds": state["rounds"] + 1,
-                "stats": {**stats, "pairs": {**stats["pairs"], self.inner_pair: pair}}}
+        state = {**state,
+                 "seq": state["seq"].at[base + verdict.accepted].set(verdict.token),
+                 "count": count + verdict.accepted + 1, "rounds": state["rounds"] + 1,
+                 "stats": {**stats, "pairs": {**stats["pairs"], self.inner_pair: pair}}}
+        if not config.greedy:  # the Draft distributions of the delivered tokens, for the Target's verification
+            state["q"] = jax.lax.dynamic_update_slice_in_dim(state["q"], to_probs(logits, config), count, 0)
+        return state
 
     def program(self) -> Program:
         k_outer = self.k_outer
@@ -156,8 +155,10 @@ class FilteredCascade(Strategy):
                 + [("target", self.k + 1)])
 
     def buffers(self) -> dict[str, jax.Array]:
-        return {"q": jnp.zeros((self.k, self.vocab_size), jnp.float32), "i": jnp.zeros((), jnp.int32),
-                "topm": jnp.zeros((self.vocab_size,), jnp.bool_)}
+        buffers = {"i": jnp.zeros((), jnp.int32), "topm": jnp.zeros((self.vocab_size,), jnp.bool_)}
+        if not self.sampling.greedy:
+            buffers["q"] = jnp.zeros((self.k, self.vocab_size), jnp.float32)
+        return buffers
 
     def _tiny_filter(self, first: bool) -> Stage:
         tiny, top_m = self.models[0], self.top_m

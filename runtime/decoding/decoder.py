@@ -107,7 +107,7 @@ class Decoder:
         self.strategy = strategy
         self.capacity = int(capacity)
         program = strategy.program()
-        fused = fuse(program)
+        fused = fuse(program, strategy.roles)
         donate_argnums = (1,) if donate else ()
 
         def step_fn(params: Any, state: State) -> State:

@@ -39,21 +39,33 @@ class Loop:
 Program = tuple[Union[Stage, Loop], ...]
 
 
-def fuse(program: Program) -> StageFn:
-    """One pure function running the whole program; loops become ``lax.while_loop`` (static shapes)."""
+def fuse(program: Program, roles: tuple[str, ...] | None = None) -> StageFn:
+    """One pure function running the whole program; loops become ``lax.while_loop`` (static shapes).
+
+    With ``roles`` (the order of ``state["caches"]``), a loop carries only the caches of the models its stages
+    belong to; the others wait outside (XLA would otherwise copy them into and out of the loop)."""
 
     def run(params: Any, state: State) -> State:
         for part in program:
             if isinstance(part, Stage):
                 state = part.fn(params, state)
+                continue
+            body = part.body
+
+            def loop_body(loop_state: State, body=body) -> State:
+                for stage in body:
+                    loop_state = stage.fn(params, loop_state)
+                return loop_state
+
+            used = {stage.model for stage in body}
+            held = tuple(role not in used for role in roles) if roles else ()
+            if any(held):
+                caches = state["caches"]
+                state = {**state, "caches": tuple(None if out else cache for out, cache in zip(held, caches))}
+                state = jax.lax.while_loop(part.cond, loop_body, state)
+                state = {**state, "caches": tuple(caches[i] if out else cache
+                                                  for i, (out, cache) in enumerate(zip(held, state["caches"])))}
             else:
-                body = part.body
-
-                def loop_body(loop_state: State, body=body) -> State:
-                    for stage in body:
-                        loop_state = stage.fn(params, loop_state)
-                    return loop_state
-
                 state = jax.lax.while_loop(part.cond, loop_body, state)
         return state
 

@@ -105,27 +105,48 @@ jax.tree_util.register_dataclass(
     Verdict, data_fields=["accepted", "token", "flags", "beta_sum", "beta_count"], meta_fields=[])
 
 
-def verify_chain(key: jax.Array, drafts: jax.Array, q: jax.Array, p: jax.Array, config: SamplingConfig) -> Verdict:
-    """Lossless verification of ``drafts`` (int32[K], drawn from ``q`` float[K, V]) against ``p`` float[K+1, V].
+def verify_chain(key: jax.Array, drafts: jax.Array, q: jax.Array | None, logits: jax.Array,
+                 config: SamplingConfig) -> Verdict:
+    """Lossless verification of ``drafts`` (int32[K], drawn from ``q`` float[K, V]) against the verifier's
+    ``logits`` float[K+1, V] (transformed by ``config`` into p_1..p_{K+1}).
 
-    Returns how many drafts are accepted and the one extra token to emit after them (see module docstring)."""
+    Returns how many drafts are accepted and the one extra token to emit after them (see module docstring).
+    Greedy: every distribution is a point mass, so the rule needs only argmaxes (``q`` may be None): accept while
+    the draft token is the verifier's argmax, then emit the argmax; beta (overlap of two point masses) is 1 where
+    the argmaxes agree."""
     k = drafts.shape[0]
-    accept_key, residual_key = jax.random.split(key)
     rows = jnp.arange(k)
-    p_draft = p[rows, drafts]
-    q_draft = q[rows, drafts]
-    uniform = jax.random.uniform(accept_key, (k,), dtype=jnp.float32)
-    ok = uniform * q_draft < p_draft
-    leading = jnp.cumprod(ok.astype(jnp.int32))
-    accepted = jnp.sum(leading).astype(jnp.int32)
-    q_padded = jnp.concatenate([q, jnp.zeros_like(q[:1])], axis=0)
-    residual = jnp.maximum(p[accepted] - q_padded[accepted], 0.0)
-    mass = jnp.sum(residual)
-    residual = jnp.where(mass > 0, residual / jnp.where(mass > 0, mass, 1.0), p[accepted])
-    token = sample(residual_key, residual, config)
+    if config.greedy:
+        best = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        ok = drafts == best[:k]
+        accepted = jnp.sum(jnp.cumprod(ok.astype(jnp.int32))).astype(jnp.int32)
+        token = best[accepted]
+        betas = ok.astype(jnp.float32)
+    else:
+        p = to_probs(logits, config)
+        accept_key, residual_key = jax.random.split(key)
+        p_draft = p[rows, drafts]
+        q_draft = q[rows, drafts]
+        uniform = jax.random.uniform(accept_key, (k,), dtype=jnp.float32)
+        ok = uniform * q_draft < p_draft
+        accepted = jnp.sum(jnp.cumprod(ok.astype(jnp.int32))).astype(jnp.int32)
+        q_padded = jnp.concatenate([q, jnp.zeros_like(q[:1])], axis=0)
+        residual = jnp.maximum(p[accepted] - q_padded[accepted], 0.0)
+        mass = jnp.sum(residual)
+        residual = jnp.where(mass > 0, residual / jnp.where(mass > 0, mass, 1.0), p[accepted])
+        token = sample(residual_key, residual, config)
+        betas = overlap(p[:k], q)
     reached = rows <= accepted
     flags = jnp.where(rows < accepted, 1, jnp.where(rows == accepted, 0, -1)).astype(jnp.int8)
-    betas = overlap(p[:k], q)
     beta_sum = jnp.sum(jnp.where(reached, betas, 0.0))
     beta_count = jnp.sum(reached).astype(jnp.int32)
     return Verdict(accepted, token, flags, beta_sum, beta_count)
+
+
+def draw(key: jax.Array, logits: jax.Array, config: SamplingConfig) -> tuple[jax.Array, jax.Array | None]:
+    """One draft token from ``logits`` float[V] and the distribution it was drawn from (None under greedy, where
+    it is the point mass on the token and nothing needs storing)."""
+    if config.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32), None
+    probs = to_probs(logits, config)
+    return sample(key, probs, config), probs

@@ -20,7 +20,7 @@ from speccascade.runtime.api import CausalLM
 
 from .base import DRAFT_LAG, FINAL_LAG, Strategy, commit, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
-from .sampling import GREEDY, SamplingConfig, sample, to_probs, verify_chain
+from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
 
 
 def check_positive(name: str, value: int) -> None:
@@ -38,9 +38,10 @@ def verify_stage(strategy: Strategy, target_index: int, k: int, pair: str, q_buf
         logits, cache = feed(target, params[target_index], state["caches"][target_index], state["seq"],
                              length - FINAL_LAG, k + 1)
         state = set_cache(state, target_index, cache)
-        state, key = split_key(state)
+        state, key = split_key(state, config)
         drafts = jax.lax.dynamic_slice_in_dim(state["seq"], length, k)
-        verdict = verify_chain(key, drafts, state[q_buffer][:k], to_probs(logits, config), config)
+        q = None if config.greedy else state[q_buffer][:k]
+        verdict = verify_chain(key, drafts, q, logits, config)
         stats = state["stats"]
         pairs = {**stats["pairs"], pair: record_verdict(stats["pairs"][pair], verdict, 0)}
         state = {**state, "stats": {**stats, "pairs": pairs}}
@@ -68,16 +69,19 @@ def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
         logits = logits[-1]
         if restrict is not None:
             mask = state[restrict]
-            coverage = jnp.sum(jnp.where(mask, to_probs(logits, config), 0.0))
+            if config.greedy:  # the Draft's point mass lies inside the Tiny's top-m or not
+                coverage = mask[jnp.argmax(logits)].astype(jnp.float32)
+            else:
+                coverage = jnp.sum(jnp.where(mask, to_probs(logits, config), 0.0))
             logits = jnp.where(mask, logits, -jnp.inf)
             extras = state["stats"]["extras"]
             extras = {**extras, "topm_coverage_sum": extras["topm_coverage_sum"] + coverage}
             state = {**state, "stats": {**state["stats"], "extras": extras}}
-        q = to_probs(logits, config)
-        state, key = split_key(state)
-        token = sample(key, q, config)
+        state, key = split_key(state, config)
+        token, q = draw(key, logits, config)
         position = state["length"] + i
-        return {**state, "seq": state["seq"].at[position].set(token), "q": state["q"].at[i].set(q), "i": i + 1}
+        state = {**state, "seq": state["seq"].at[position].set(token), "i": i + 1}
+        return state if q is None else {**state, "q": state["q"].at[i].set(q)}
 
     return Stage(role, step)
 
@@ -106,8 +110,8 @@ class Autoregressive(Strategy):
         def step(params: Any, state: State) -> State:
             length = state["length"]
             logits, cache = feed(target, params[0], state["caches"][0], state["seq"], length - FINAL_LAG, 1)
-            state, key = split_key(set_cache(state, 0, cache))
-            token = sample(key, to_probs(logits[0], config), config)
+            state, key = split_key(set_cache(state, 0, cache), config)
+            token, _ = draw(key, logits[0], config)
             return {**state, "seq": state["seq"].at[length].set(token), "length": length + 1}
 
         return (Stage("target", step),)
@@ -141,7 +145,10 @@ class Speculative(Strategy):
         return [("draft", DRAFT_LAG)] + [("draft", 1)] * (self.k - 1) + [("target", self.k + 1)]
 
     def buffers(self) -> dict[str, jax.Array]:
-        return {"q": jnp.zeros((self.k, self.vocab_size), jnp.float32), "i": jnp.zeros((), jnp.int32)}
+        buffers = {"i": jnp.zeros((), jnp.int32)}
+        if not self.sampling.greedy:  # greedy drafts are point masses: the tokens are the distributions
+            buffers["q"] = jnp.zeros((self.k, self.vocab_size), jnp.float32)
+        return buffers
 
     def program(self) -> Program:
         k = self.k

@@ -29,7 +29,8 @@ _k = typer.Option(4, "--k", help="Draft tokens per step (speculative, filtered)"
 _k_outer = typer.Option(6, "--k-outer", help="Cascade: Draft tokens per Target verification")
 _k_inner = typer.Option(3, "--k-inner", help="Cascade: Tiny tokens per Draft review")
 _top_m = typer.Option(64, "--top-m", help="Filtered cascade: the Tiny's top-m candidates the Draft is restricted to")
-_draft = typer.Option("int8", "--draft", help="Draft weights: int8 (the seed's setup) or fp32")
+_draft = typer.Option("fp32", "--draft", help="Draft weights: fp32, or int8 (the seed's setup; slower than fp32 "
+                                             "on XLA:CPU, which has no fast int8 matmul)")
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")

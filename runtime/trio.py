@@ -59,7 +59,7 @@ DEFAULT_PLAN = TrioPlan(
     draft=dict(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, d_ff=512, max_len=512),
     tiny=dict(d_embed=64, d_hidden=192, max_len=512),
     target_stage=StageConfig(steps=240, batch=8, seq_len=256, learning_rate=2e-3, warmup_steps=30),
-    draft_stage=StageConfig(steps=220, batch=8, seq_len=256, learning_rate=3e-3, warmup_steps=20),
+    draft_stage=StageConfig(steps=360, batch=8, seq_len=256, learning_rate=4e-3, warmup_steps=20),
     tiny_stage=StageConfig(steps=160, batch=16, seq_len=128, learning_rate=1e-2, warmup_steps=10),
 )
 

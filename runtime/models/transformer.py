@@ -10,13 +10,15 @@ Weights are stored [out, in] and every matmul contracts the activation's last ax
 cost of one token than the [in, out] layout does. q/k/v are one fused matmul and gate/up another.
 
 KV cache: ``{"pos": int32[], "k": float32[L, B, S, KV, hd], "v": same}`` with a fixed S (``max_len``). A forward
-over T tokens writes positions pos..pos+T-1 (``lax.dynamic_update_slice``) and attends to keys j <= its own position,
-so entries past ``pos`` (stale, after a rollback) are masked and later overwritten. The caller keeps pos + T <= S
-(beyond it XLA clamps the write offset). Without a cache the forward is the plain causal forward (training).
+over T tokens attends to the cached keys at positions < pos and causally to its own T new keys (one softmax over
+both), then writes the T new keys/values of all layers at pos with one ``lax.dynamic_update_slice`` (in place when
+the caller donates the cache) and advances pos by T. Entries at >= pos (stale, after a rollback) are never read
+and get overwritten. The caller keeps pos + T <= S (beyond it XLA clamps the write offset). Without a cache the
+forward is the plain causal forward (training, evaluation).
 
-``weights`` selects the stored weight format of matmul weights: float32 (trained; exact greedy ties on CPU),
-bfloat16 (half the bytes, float32 accumulation) or int8 (see :mod:`.quant`). Activations, norms and the softmax are
-float32 throughout.
+``weights`` selects the stored format of the matmul weights: float32 (trained; exact greedy ties on CPU),
+bfloat16 (half the bytes; bfloat16 matmuls, float32 accumulation) or int8 (see :mod:`.quant`). Activations, norms
+and the softmax are float32 throughout.
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ class Attention(nnx.Module):
         self.config = config
         hd = config.head_dim
         self.qkv = _linear(config, config.d_model, (config.n_heads + 2 * config.n_kv_heads) * hd, rngs)
-        self.out = _linear(config, config.n_heads * hd, config.d_model, rngs, scale=1 / math.sqrt(2 * config.n_layers))
+        self.out = _linear(config, config.n_heads * hd, config.d_model, rngs,
+                           scale=1 / math.sqrt(2 * config.n_layers))
 
     def __call__(self, x: jax.Array, positions: jax.Array, past: tuple | None):
         """past: None (causal over x alone) or (k_past, v_past, start) with k_past [B, S, KV, hd] of which
@@ -175,11 +178,11 @@ class Attention(nnx.Module):
         batch, count, _ = x.shape
         hd, heads, kv_heads = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         qkv = self.qkv(x)
-        q = qkv[..., :heads * hd].reshape(batch, count, kv_heads, heads // kv_heads, hd)
-        k = qkv[..., heads * hd:(heads + kv_heads) * hd].reshape(batch, count, kv_heads, hd)
+        q = rotary(qkv[..., :heads * hd].reshape(batch, count, heads, hd), positions, cfg.rope_theta)
+        k = rotary(qkv[..., heads * hd:(heads + kv_heads) * hd].reshape(batch, count, kv_heads, hd), positions,
+                   cfg.rope_theta)
         v = qkv[..., (heads + kv_heads) * hd:].reshape(batch, count, kv_heads, hd)
-        q, k = rotary(q.reshape(batch, count, heads, hd), positions, cfg.rope_theta), rotary(k, positions,
-                                                                                           cfg.rope_theta)
+        # query head h uses kv head h // (heads / kv_heads): group the query heads per kv head
         q = q.reshape(batch, count, kv_heads, heads // kv_heads, hd) / math.sqrt(hd)
         causal = jnp.tril(jnp.ones((count, count), bool))
         scores = jnp.where(causal, jnp.einsum("btkgh,bskh->bkgts", q, k), -1e30)

@@ -9,7 +9,7 @@ Draft quantized at load time (:mod:`.models.quant`), so it is not stored. Sizes 
 - Tiny: the seed's projection model, 64-d embedding, 192 hidden, ~1.07M params (4.3 MB).
 
 76 + 7.9 + 4.3 MB is over the 40 MB that may ship in the repository, so the first use trains the trio into
-``$SPECCASCADE_HOME/trio`` (reproducibly from the seed; about 10-15 minutes on 2 CPU cores).
+``$SPECCASCADE_HOME/trio`` (reproducibly from the seed; 16 minutes measured on 2 shared CPU cores).
 """
 
 from __future__ import annotations

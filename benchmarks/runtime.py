@@ -1,7 +1,7 @@
 """The JAX runtime on the default trio, on this machine: AR speed, bandwidth use, host overhead, speedups.
 
-Runs ``speccascade.runtime.bench.run_bench`` (greedy decoding; every strategy; compile excluded; median over
-repeats) on the default trio (trained on first use), then measures this machine's main-memory bandwidth the way
+Runs ``speccascade.runtime.bench.run_bench`` (greedy decoding; every strategy; compile excluded; repeats cycle
+over four Python-source prompts, round-robin over strategies) on the default trio (trained on first use), then measures this machine's main-memory bandwidth the way
 ``speccascade hardware probe`` does (:func:`speccascade.hardware.probe.matvec_bandwidth`, same matrix sizing).
 Writes the trace and summary to ``--out`` and prints, as its last line, one JSON object:
 
@@ -10,7 +10,8 @@ Writes the trace and summary to ``--out`` and prints, as its last line, one JSON
   (target >= 0.5);
 * ``host_overhead_fraction``: for the vertical cascade, 1 - (microbenchmarked time of the forwards a step ran) /
   (step wall time), over all fused steps (target <= 0.10);
-* ``speedup``: {strategy: AR median ms/token / strategy median ms/token} (target >= 2 for the best);
+* ``speedup``: {strategy: median over repeats of AR ms/token / strategy ms/token, each pair decoding the same
+  prompt} (target >= 2 for the best);
 * ``acceptance``: {"strategy:pair": alpha}, alpha = accepted / tested draft tokens.
 
     python3 benchmarks/runtime.py [--trio DIR] [--new-tokens 128] [--repeats 3] [--out DIR] [--draft int8|fp32]
@@ -24,10 +25,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from speccascade.runtime.bench import BenchConfig, run_bench
+from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
 from speccascade.runtime.decoding.build import StrategyKnobs
 
-PROMPT = "def main(argv=None):\n    parser = argparse.ArgumentParser(description="
 MiB = 1 << 20
 
 
@@ -46,7 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trio", type=Path, default=None)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2 * len(DEFAULT_PROMPTS),
+                        help="generations per strategy; repeat r decodes prompt r mod 4")
     parser.add_argument("--staged-repeats", type=int, default=1)
     parser.add_argument("--draft", choices=("int8", "fp32"), default="fp32")
     parser.add_argument("--k", type=int, default=4)
@@ -65,8 +66,8 @@ def main() -> None:
     config = BenchConfig(knobs=StrategyKnobs(k=args.k, k_outer=args.k_outer, k_inner=args.k_inner, top_m=args.top_m),
                          new_tokens=args.new_tokens, repeats=args.repeats, staged_repeats=args.staged_repeats,
                          extra={"draft_weights": args.draft})
-    prompt = [trio.tokenizer.eot_id] + trio.tokenizer.encode(PROMPT)
-    summary = run_bench(models, prompt, config, out / "trace.jsonl", out / "summary.json",
+    prompts = [[trio.tokenizer.eot_id] + trio.tokenizer.encode(text) for text in DEFAULT_PROMPTS]
+    summary = run_bench(models, prompts, config, out / "trace.jsonl", out / "summary.json",
                         progress=os.isatty(2), command="benchmarks/runtime.py")
     bandwidth, matrix_bytes = probed_bandwidth()
     ar_ms = summary.strategies["autoregressive"].ms_per_token.median

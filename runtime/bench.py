@@ -1,16 +1,13 @@
 """``speccascade runtime bench``: measure every strategy on real models and write a trace and a summary.
 
-Per strategy: compile seconds (prefill and step, ahead of time, excluded from timings), one warm-up generation
-(excluded), ``repeats`` fused generations (ms/token = wall of the step loop / new tokens; median, min, max over
-repeats; tokens/s = 1000 / median), ``staged_repeats`` staged generations (``block_until_ready`` after every stage:
-ms per model per step), acceptance per pair (alpha = accepted / tested, beta = mean sum_x min(p, q)). Then per
-model a forward microbenchmark (:mod:`.microbench`), from which the host overhead of a step is estimated as
-
-    host_overhead_fraction = 1 - sum over fused steps of the forwards the step ran (microbenchmarked ms)
-                                 / sum over fused steps of the step's wall ms
-
-i.e. the share of a step spent outside model forwards: sampling and verification arithmetic, dispatch, the
-statistics copy. Every step and forward is a trace record, appended and flushed as it happens.
+Per strategy: compile seconds (prefill, and the step compiled ahead of time; both excluded from timings) and one
+warm-up generation (excluded); then ``repeats`` fused generations, round-robin over the strategies so that load
+from other processes affects them alike (ms/token = wall time of the step loop / new tokens; median, min, max;
+tokens/s = 1000 / median); ``staged_repeats`` staged generations (``block_until_ready`` after every stage: ms per
+model per step); acceptance per pair (alpha = accepted / tested, beta = mean sum_x min(p, q)); the host overhead
+of a step (:mod:`.overhead`: the share of a fused step's wall time outside model forwards). Then per model a
+forward microbenchmark (:mod:`.microbench`). Every step and forward is a trace record, appended and flushed as it
+happens.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +39,14 @@ from .traces import (
 )
 
 ROLES = ("tiny", "draft", "target")
+# Python source, like the corpus the default trio learned from (the standard library); varied on purpose, since
+# acceptance depends on the text (a repetitive continuation is easy for the Draft and hard for a bigram Tiny)
+DEFAULT_PROMPTS = (
+    "import os\nimport sys\n\n\ndef main(argv=None):\n    ",
+    "class Config:\n    def __init__(self, path, mode='r'):\n        self.path = path\n        ",
+    "    def __repr__(self):\n        return '%s(%r)' % (",
+    "for name, value in sorted(options.items()):\n    if value is None:\n        ",
+)
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,10 @@ def step_record(label: str, mode: str, repeat: int, context: int, stats: StepSta
 
 
 def _timed_generations(decoder: Decoder, label: str, prompt: Sequence[int], config: BenchConfig, staged: bool,
-                       repeats: int, writer: TraceWriter | None, advance) -> list[tuple[float, list[StepRecord]]]:
+                       repeats: Sequence[int], writer: TraceWriter | None, advance
+                       ) -> list[tuple[float, list[StepRecord]]]:
     runs = []
-    for repeat in range(repeats):
+    for repeat in repeats:
         records: list[StepRecord] = []
         context = [len(prompt)]
 
@@ -106,12 +113,19 @@ def _timed_generations(decoder: Decoder, label: str, prompt: Sequence[int], conf
     return runs
 
 
-def run_bench(models: dict[str, CausalLM | None], prompt: Sequence[int], config: BenchConfig,
+def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int]], config: BenchConfig,
               trace_path: str | Path, summary_path: str | Path | None = None, progress: bool = True,
               command: str = "") -> Summary:
-    """Benchmark ``config.strategies`` on ``models`` (roles tiny/draft/target) from one prompt (token ids)."""
+    """Benchmark ``config.strategies`` on ``models`` (roles tiny/draft/target). ``prompts`` (token ids): repeat r
+    decodes ``prompts[r % len(prompts)]`` with every strategy; a single prompt may be given as one list of ints."""
     if models.get("target") is None:
         raise InputError("the benchmark needs a target model")
+    if prompts and isinstance(prompts[0], int):
+        prompts = [prompts]
+    prompts = [list(prompt) for prompt in prompts]
+    if not prompts:
+        raise InputError("the benchmark needs at least one prompt")
+    prompt = max(prompts, key=len)  # compile, warm-up, staged runs and overhead use the longest prompt
     strategies = {name: build_strategy(name, models.get("tiny"), models.get("draft"), models["target"],
                                        config.sampling, config.knobs) for name in config.strategies}
     lookahead = max(strategy.lookahead for strategy in strategies.values())
@@ -121,7 +135,7 @@ def run_bench(models: dict[str, CausalLM | None], prompt: Sequence[int], config:
     hardware, infos = hardware_info(), model_infos(models)
     header = Header(run_id=run_id, created_utc=created, command=command, hardware=hardware, models=infos,
                     config={"strategies": {name: s.config() for name, s in strategies.items()},
-                            "prompt_tokens": len(prompt), "new_tokens": config.new_tokens,
+                            "prompt_tokens": [len(p) for p in prompts], "new_tokens": config.new_tokens,
                             "repeats": config.repeats, "staged_repeats": config.staged_repeats,
                             "capacity": capacity, "sampling": config.sampling.describe(), "seed": config.seed,
                             **config.extra})
@@ -129,10 +143,10 @@ def run_bench(models: dict[str, CausalLM | None], prompt: Sequence[int], config:
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with TraceWriter(trace_path, header, fsync=config.fsync) as writer, \
             Progress(*columns, disable=not progress, transient=False) as bar:
-        for name, strategy in strategies.items():
-            total = config.new_tokens * (2 + config.repeats + config.staged_repeats)
-            task = bar.add_task(name, total=total)
-            advance = lambda tokens, task=task: bar.advance(task, tokens)  # noqa: E731
+        tasks = {name: bar.add_task(name, total=config.new_tokens * (2 + config.repeats + config.staged_repeats))
+                 for name in strategies}
+        advances = {name: (lambda tokens, task=task: bar.advance(task, tokens)) for name, task in tasks.items()}
+        for name, strategy in strategies.items():  # compile and warm up every strategy first
             decoder = Decoder(strategy, capacity)
             started = time.perf_counter()
             state = decoder.start(prompt, config.seed, config.new_tokens)
@@ -141,18 +155,24 @@ def run_bench(models: dict[str, CausalLM | None], prompt: Sequence[int], config:
             writer.write(CompileRecord(strategy=name, what="prefill (compile + first run)", compile_s=prefill_s))
             step_s = decoder.compile_step(state)
             writer.write(CompileRecord(strategy=name, what="step", compile_s=step_s))
-            _timed_generations(decoder, name, prompt, config, False, 1, None, advance)  # warm-up, not recorded
-            fused = _timed_generations(decoder, name, prompt, config, False, config.repeats, writer, advance)
-            staged = []
+            _timed_generations(decoder, name, prompt, config, False, [0], None, advances[name])  # warm-up
+            results[name] = {"decoder": decoder, "fused": [], "staged": [], "compile_s": step_s, "overhead": None}
+        # timed repeats round-robin over strategies, so that load from other processes affects them alike
+        for repeat in range(config.repeats):
+            for name, result in results.items():
+                result["fused"] += _timed_generations(result["decoder"], name, prompts[repeat % len(prompts)],
+                                                      config, False, [repeat], writer, advances[name])
+        for name, result in results.items():
             if config.staged_repeats:
-                _timed_generations(decoder, name, prompt, config, True, 1, None, advance)  # compiles the stages
-                staged = _timed_generations(decoder, name, prompt, config, True, config.staged_repeats, writer,
-                                            advance)
-            overhead = None
-            if config.overhead_steps:
-                overhead = host_overhead(decoder, prompt, config.seed, steps=config.overhead_steps)
-            results[name] = {"decoder": decoder, "fused": fused, "staged": staged, "compile_s": step_s,
-                             "overhead": overhead}
+                _timed_generations(result["decoder"], name, prompt, config, True, [0], None, advances[name])
+        for repeat in range(config.staged_repeats):
+            for name, result in results.items():
+                result["staged"] += _timed_generations(result["decoder"], name, prompt, config, True, [repeat],
+                                                       writer, advances[name])
+        if config.overhead_steps:
+            for name, result in results.items():
+                result["overhead"] = host_overhead(result["decoder"], prompt, config.seed,
+                                                   steps=config.overhead_steps)
         if config.microbench:
             roles_used = {role for strategy in strategies.values() for role in strategy.roles}
             points = sorted({len(prompt), len(prompt) + config.new_tokens // 2, len(prompt) + config.new_tokens})
@@ -193,9 +213,10 @@ def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str,
             tokens_per_step=sum(step.tokens_emitted for step in fused_steps) / len(fused_steps),
             acceptance=acceptance_from_steps(fused_steps), stage_ms_per_step=stage_ms,
             host_overhead_fraction=overhead)
-    if "autoregressive" in summaries:
-        baseline = summaries["autoregressive"].ms_per_token.median
-        summaries = {name: summary.model_copy(update={"speedup": baseline / summary.ms_per_token.median})
-                     for name, summary in summaries.items()}
+    if "autoregressive" in summaries:  # paired: repeat r of every strategy decoded the same prompt
+        baseline = summaries["autoregressive"].ms_per_token.values
+        summaries = {name: summary.model_copy(update={"speedup": statistics.median(
+            [ar / ms for ar, ms in zip(baseline, summary.ms_per_token.values)])})
+            for name, summary in summaries.items()}
     return Summary(run_id=run_id, created_utc=created, trace_file=str(trace_path), hardware=hardware, models=infos,
                    strategies=summaries, extras=dict(config.extra))

@@ -239,7 +239,7 @@ class StrategySummary(_Record):
     new_tokens: int                    # per repeat
     ms_per_token: Spread               # fused runs, compile excluded
     tokens_per_s: float                # 1000 / median ms_per_token
-    speedup: float | None = None       # AR median ms/token / this median ms/token
+    speedup: float | None = None       # median over repeats of AR ms/token / this ms/token (same prompt)
     compile_s: float
     tokens_per_step: float
     acceptance: dict[str, PairSummary]

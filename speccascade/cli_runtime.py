@@ -20,7 +20,6 @@ from speccascade.hardware.errors import InputError
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 STRATEGIES = ("autoregressive", "speculative", "cascade", "filtered")
-DEFAULT_PROMPT = "def main(argv=None):\n    parser = argparse.ArgumentParser(description="
 DRAFTS = ("int8", "fp32")
 
 _trio_option = typer.Option(None, "--trio", help="Trained trio directory (default: $SPECCASCADE_HOME/trio; "
@@ -115,9 +114,11 @@ def generate(strategy: str = typer.Option(..., "--strategy", help=f"One of: {', 
 @app.command()
 def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", help="Comma-separated strategies"),
           new_tokens: int = typer.Option(64, "--new-tokens", help="New tokens per generation"),
-          repeats: int = typer.Option(3, "--repeats", help="Timed generations per strategy"),
+          repeats: int = typer.Option(4, "--repeats", help="Timed generations per strategy"),
           staged_repeats: int = typer.Option(1, "--staged-repeats", help="Generations timed stage by stage"),
-          prompt: str = typer.Option(DEFAULT_PROMPT, "--prompt"),
+          prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt text; repeat the option for "
+                                                     "several (repeat r decodes prompt r mod count); default: "
+                                                     "four Python-source prompts"),
           greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy (default) or sampled decoding"),
           temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
           k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
@@ -134,14 +135,15 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
     """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
     names = tuple(name.strip() for name in strategies.split(",") if name.strip())
     sampling = _sampling(greedy, temperature, top_k, top_p)
-    from speccascade.runtime.bench import BenchConfig, run_bench
+    from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
     from speccascade.runtime.decoding.build import StrategyKnobs
 
     config = BenchConfig(strategies=names, knobs=StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m),
                          sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
                          microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync, extra={"draft_weights": draft})
     trio, models = _models(trio_dir, draft, seed)
-    summary = run_bench(models, _prompt_ids(trio.tokenizer, prompt), config, out / "trace.jsonl",
+    texts = prompt or list(DEFAULT_PROMPTS)
+    summary = run_bench(models, [_prompt_ids(trio.tokenizer, text) for text in texts], config, out / "trace.jsonl",
                         out / "summary.json", progress=not as_json, command=" ".join(sys.argv))
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))

@@ -67,8 +67,9 @@ def train(output: Optional[Path] = typer.Option(None, "--output", help="Checkpoi
     output = output or default_trio_dir()
     metadata = train_trio(output, seed=seed, quick=quick)
     typer.echo(f"trio written to {output}")
-    if isinstance(metadata, dict) and "acceptance" in metadata:
-        typer.echo(json.dumps({"acceptance": metadata["acceptance"]}, indent=2))
+    acceptance = metadata.get("evaluation", {}).get("acceptance") if isinstance(metadata, dict) else None
+    if acceptance:
+        typer.echo(json.dumps({"acceptance": acceptance}, indent=2))
 
 
 @app.command()

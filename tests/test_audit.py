@@ -8,24 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from speccascade.cli import main
 from speccascade.costmodel.audit import audit, findings_json
 from speccascade.costmodel.claims import Claim, claim_json_schema, load_claim
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import predict
 
+from cli_runner import run
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "docs" / "examples" / "seed-000-claims.json"
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

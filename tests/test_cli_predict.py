@@ -4,20 +4,11 @@ import json
 
 import pytest
 
-from speccascade.cli import main
+from cli_runner import run
+
 
 REQUIRED = {"strategy", "ms_per_token", "tokens_per_s", "speedup", "expected_tokens_per_step", "stages", "fits",
             "placement", "bound_ms_per_token", "warnings"}
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def run_json(capsys, *argv):

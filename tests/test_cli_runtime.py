@@ -7,11 +7,11 @@ import json
 import pytest
 
 import speccascade.runtime.trio as trio_module
-from speccascade.cli import main
 from speccascade.runtime.tokenizer import ByteBPETokenizer
 from speccascade.runtime.traces import read_summary, read_trace
 
 from runtime_fixtures import toy_trio
+from cli_runner import run
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +26,6 @@ def fake_trio():
 def patched(monkeypatch, fake_trio):
     monkeypatch.setattr(trio_module, "load_default_trio", lambda *args, **kwargs: fake_trio)
     return fake_trio
-
-
-def run(capsys, *argv):
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_generate_json_is_lossless_across_strategies(patched, capsys):

@@ -8,20 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from speccascade.cli import main
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.optimize import Candidate, OptimizeRequest, optimize
 from speccascade.costmodel.predict import predict
 
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_runner import run
 
 
 def test_cli_issue_example(capsys):

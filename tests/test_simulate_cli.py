@@ -4,19 +4,10 @@ import json
 
 import pytest
 
-from speccascade.cli import main
+from cli_runner import run
+
 
 REQUIRED = {"mean_tokens_per_step", "stderr_tokens_per_step", "ms_per_token", "histogram", "steps"}
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def run_json(capsys, *argv):

@@ -8,24 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from speccascade.cli import main
 from speccascade.costmodel.config import HEADLINE, PredictConfig
 from speccascade.costmodel.plots import pareto_front
 from speccascade.costmodel.predict import predict
 from speccascade.costmodel.sweep import SweepSpec, parse_axis, run_sweep
 from speccascade.hardware.errors import InputError
 
+from cli_runner import run
+
 PLOTS = ("heatmap_k_ktiny", "speedup_vs_alpha", "roofline", "pareto_memory_ms", "scaling_batch_context")
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_parse_axis():

@@ -8,14 +8,13 @@ verification costs one step, as in Leviathan et al. 2023 section 3.4).
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import validation_message
+from speccascade.hardware.registry import read_toml, validation_message
 
 from .tree import marginal_from_cumulative, validate_accuracies
 
@@ -119,12 +118,7 @@ class PredictConfig(BaseModel):
     def from_toml(cls, path: str | Path, **overrides) -> "PredictConfig":
         """Read a TOML config (same names as the flags, with underscores); ``overrides`` win over the file."""
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: file not found") from None
-        except tomllib.TOMLDecodeError as error:
-            raise InputError(f"{path}: not valid TOML ({error})") from None
+        data = read_toml(path)
         if "heads_accuracy" in data and isinstance(data["heads_accuracy"], str):
             data["heads_accuracy"] = HeadsAccuracy.from_file(path.parent / data["heads_accuracy"])
         data.update(overrides)

@@ -63,14 +63,19 @@ def validation_message(error: ValidationError) -> str:
     return f"field '{where}': {first['msg']}"
 
 
-def load_toml_model(path: Path, cls: type[ProfileT]) -> ProfileT:
-    """Read and validate one TOML file; any problem becomes one :class:`InputError` line naming the file."""
+def read_toml(path: Path) -> dict:
+    """Parse one TOML file; a missing or malformed file becomes one :class:`InputError` line naming it."""
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"{path}: not valid TOML ({error})") from None
+
+
+def load_toml_model(path: Path, cls: type[ProfileT]) -> ProfileT:
+    """Read and validate one TOML file; any problem becomes one :class:`InputError` line naming the file."""
+    data = read_toml(path)
     try:
         return cls.model_validate(data)
     except ValidationError as error:

@@ -10,7 +10,6 @@ listing the known names; exit code 2 through :func:`speccascade.cli.main`).
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from speccascade.hardware import ChipProfile, ModelProfile, list_chips, list_models, load_chip, load_model
-from speccascade.hardware.errors import InputError, UnknownNameError
+from speccascade.hardware.errors import UnknownNameError
+from speccascade.hardware.registry import read_toml
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -98,13 +98,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print one J
 def _load_any(name: str) -> ChipProfile | ModelProfile:
     """A chip or a model by name (model names may carry a dtype suffix) or by path to a TOML file."""
     if name.endswith(".toml"):
-        path = Path(name)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: file not found") from None
-        except tomllib.TOMLDecodeError as error:
-            raise InputError(f"{path}: not valid TOML ({error})") from None
+        data = read_toml(Path(name))
         return load_model(name) if "params_total" in data else load_chip(name)
     chips, models = list_chips(), list_models()
     if name in chips:

@@ -88,12 +88,13 @@ def tree_for(config: PredictConfig) -> CandidateTree:
 def evaluate(strategy: str, config: PredictConfig, timings: StageTimings | None = None, **arrays) -> dict[str, np.ndarray]:
     """Vectorized prediction. ``arrays`` override config fields (alpha, alpha_tiny, k, k_tiny, gamma_total, ...)
     with arrays that broadcast together. Returns expected_tokens, step_ms, ms_per_token, speedup, bound_ms,
-    baseline_ms, verify_tokens and the time symbols' values."""
+    baseline_ms, verify_tokens, max_tokens, the time symbols' values and the heads tree (None otherwise)."""
     timings = timings or stage_timings(config)
     get = lambda name: arrays.get(name, getattr(config, name, None))  # noqa: E731
     k = np.asarray(get("k"), dtype=float)
     k_tiny = np.asarray(get("k_tiny"), dtype=float)
     values: dict[str, Any] = {"t_target_1": timings.forward_ms("target", 1)}
+    tree: CandidateTree | None = None
     abstract = timings.abstract
     if strategy == "autoregressive":
         verify = np.ones_like(k)
@@ -151,11 +152,11 @@ def evaluate(strategy: str, config: PredictConfig, timings: StageTimings | None 
     expected = np.broadcast_to(expected, np.broadcast_shapes(expected.shape, np.shape(verify)))
     step = compiled.compiled("step_time")(**needed("step_time"))
     ms_per_token = step / expected
-    max_tokens = tree_for(config).depth + 1 if strategy == "heads" else verify
+    max_tokens = tree.depth + 1 if tree is not None else verify
     return {"expected_tokens": np.asarray(expected, float), "step_ms": step, "ms_per_token": ms_per_token,
             "speedup": values["t_target_1"] / ms_per_token, "baseline_ms": values["t_target_1"],
             "bound_ms": timings.bound_ms(max_tokens), "verify_tokens": verify, "max_tokens": max_tokens,
-            "values": values}
+            "values": values, "tree": tree}
 
 
 def _scalar(value) -> float:
@@ -232,8 +233,8 @@ def predict(config: PredictConfig, strategy: str | None = None, *, alternatives:
     ms_per_token = _scalar(result["ms_per_token"])
     placement = timings.placement
     tree = None
-    if strategy == "heads":
-        candidate = tree_for(config)
+    candidate = result["tree"]
+    if candidate is not None:
         tree = {"nodes": candidate.nodes, "depth": candidate.depth, "heads": candidate.heads,
                 "paths": [list(path) for path in candidate.paths]}
     prediction = Prediction(

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from speccascade.hardware import ChipProfile, InputError, ModelProfile
-from speccascade.hardware.registry import validation_message
+from speccascade.hardware.registry import read_json, validation_message
 
 Role = Literal["target", "draft", "tiny"]
 ROLES: tuple[str, ...] = ("target", "draft", "tiny")
@@ -154,14 +154,7 @@ class Claim(_Frozen):
 def load_claim(path: str | Path) -> Claim:
     """Read and validate a CLAIM.json; any problem is one :class:`InputError` line naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a claim file") from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: a claim must be a JSON object")
     data.pop("$schema", None)

@@ -7,14 +7,13 @@ verification costs one step, as in Leviathan et al. 2023 section 3.4).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import read_toml, validation_message
+from speccascade.hardware.registry import read_json, read_toml, validation_message
 
 from .tree import marginal_from_cumulative, validate_accuracies
 
@@ -38,12 +37,7 @@ class HeadsAccuracy(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> "HeadsAccuracy":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: file not found") from None
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}: not valid JSON ({error})") from None
+        data = read_json(path)
         try:
             accuracy = cls.model_validate(data)
         except ValidationError as error:

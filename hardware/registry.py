@@ -7,6 +7,7 @@ shipped in this package. Model names may carry a quantization suffix (``gemma-2b
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from functools import lru_cache
@@ -71,6 +72,18 @@ def read_toml(path: Path) -> dict:
         raise InputError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"{path}: not valid TOML ({error})") from None
+
+
+def read_json(path: Path):
+    """Parse one JSON file; a missing, non-file or malformed file becomes one :class:`InputError` line naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
 def load_toml_model(path: Path, cls: type[ProfileT]) -> ProfileT:

@@ -50,6 +50,8 @@ def main() -> None:
                         help="generations per strategy; repeat r decodes prompt r mod 4")
     parser.add_argument("--staged-repeats", type=int, default=1)
     parser.add_argument("--draft", choices=("int8", "fp32"), default="fp32")
+    parser.add_argument("--target", choices=("bf16", "fp32"), default="bf16",
+                        help="Target weights (bf16: bfloat16 weights, float32 accumulation)")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--k-outer", type=int, default=6)
     parser.add_argument("--k-inner", type=int, default=3)
@@ -60,18 +62,17 @@ def main() -> None:
     from speccascade.runtime.trio import load_default_trio
 
     trio = load_default_trio(args.trio)
-    models = {"tiny": trio.tiny, "draft": trio.draft_int8 if args.draft == "int8" else trio.draft,
-              "target": trio.target}
+    models = trio.models(target=args.target, draft=args.draft)
     out = args.out or Path(tempfile.mkdtemp(prefix="speccascade-runtime-"))
     config = BenchConfig(knobs=StrategyKnobs(k=args.k, k_outer=args.k_outer, k_inner=args.k_inner, top_m=args.top_m),
                          new_tokens=args.new_tokens, repeats=args.repeats, staged_repeats=args.staged_repeats,
-                         extra={"draft_weights": args.draft})
+                         extra={"draft_weights": args.draft, "target_weights": args.target})
     prompts = [[trio.tokenizer.eot_id] + trio.tokenizer.encode(text) for text in DEFAULT_PROMPTS]
     summary = run_bench(models, prompts, config, out / "trace.jsonl", out / "summary.json",
                         progress=os.isatty(2), command="benchmarks/runtime.py")
     bandwidth, matrix_bytes = probed_bandwidth()
     ar_ms = summary.strategies["autoregressive"].ms_per_token.median
-    achieved = trio.target.param_bytes / (ar_ms / 1e3)
+    achieved = models["target"].param_bytes / (ar_ms / 1e3)
     strategies = summary.strategies
     result = {
         "ar_ms_per_token": ar_ms,
@@ -86,7 +87,7 @@ def main() -> None:
         "probed_bandwidth_gb_s": bandwidth / 1e9,
         "probe_matrix_mib": matrix_bytes / MiB,
         "param_bytes": {info.role: info.param_bytes for info in summary.models},
-        "config": {"draft": args.draft, "k": args.k, "k_outer": args.k_outer, "k_inner": args.k_inner,
+        "config": {"draft": args.draft, "target": args.target, "k": args.k, "k_outer": args.k_outer, "k_inner": args.k_inner,
                    "top_m": args.top_m, "new_tokens": args.new_tokens, "repeats": args.repeats},
         "backend": f"{summary.hardware.backend}:{summary.hardware.device_kind}",
         "trace": str(out / "trace.jsonl"),

@@ -47,7 +47,7 @@ TRANSFORMER_RULES = (
     ShardingRule(r"(attn/out|mlp/down)/(kernel|q)$", 1),
     ShardingRule(r"embed/(embedding|q|scale)$", 0),
 )
-KV_HEAD_AXIS = 3  # cache k/v: [layers, batch, positions, kv_heads, head_dim]
+KV_HEAD_AXIS = 1  # cache k/v: per layer [batch, kv_heads, positions, head_dim] / [batch, kv_heads, head_dim, positions]
 
 
 def make_mesh(devices: int | None = None) -> Mesh:
@@ -110,7 +110,8 @@ def shard_model(model: CausalLM, mesh: Mesh, rules: tuple[ShardingRule, ...] = T
 
     def sharded_cache(batch: int, length: int) -> dict:
         cache = init_cache(batch, length)
-        return {key: jax.lax.with_sharding_constraint(value, _cache_sharding(mesh, value, kv_axis))
+        return {key: jax.tree_util.tree_map(
+                    lambda leaf: jax.lax.with_sharding_constraint(leaf, _cache_sharding(mesh, leaf, kv_axis)), value)
                 if key != "pos" else value for key, value in cache.items()}
 
     return replace(model, params=shard_params(model.params, mesh, rules), init_cache=sharded_cache)

@@ -31,6 +31,10 @@ from speccascade.runtime.train import StageConfig
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = {"target": "target.safetensors", "draft": "draft.safetensors", "tiny": "tiny.safetensors"}
 PLOT_FILE = "loss_curves.png"
+# bf16: bfloat16 weights, float32 accumulation; on XLA:CPU with AMX it is both faster than float32 per token and
+# (8-row matmuls, see runtime/models/transformer.py) about as fast over 2..8 tokens as over one
+TARGET_WEIGHTS = ("bf16", "fp32")
+DRAFT_WEIGHTS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,9 @@ QUICK_PLAN = TrioPlan(
 
 @dataclass(frozen=True)
 class Trio:
-    """The trained models as CausalLMs (``draft_int8`` is the Draft with int8 weights), their tokenizer, and the
-    checkpoint's metadata (corpus, seed, steps, losses, acceptance)."""
+    """The trained models as CausalLMs (``draft_int8`` is the Draft with int8 weights, ``target_bf16`` the Target
+    with bfloat16 weights), their tokenizer, and the checkpoint's metadata (corpus, seed, steps, losses,
+    acceptance)."""
 
     target: CausalLM
     draft: CausalLM
@@ -86,6 +91,17 @@ class Trio:
     tiny: CausalLM
     tokenizer: ByteBPETokenizer
     metadata: dict
+    target_bf16: CausalLM | None = None
+
+    def models(self, target: str = "bf16", draft: str = "fp32") -> dict[str, CausalLM]:
+        """{"tiny", "draft", "target"} with the Target's weights in ``target`` (bf16 or fp32) and the Draft's in
+        ``draft`` (fp32 or int8)."""
+        if target not in TARGET_WEIGHTS or draft not in DRAFT_WEIGHTS:
+            raise InputError(f"target weights must be one of {', '.join(TARGET_WEIGHTS)} and draft weights one of "
+                             f"{', '.join(DRAFT_WEIGHTS)}; got target {target!r}, draft {draft!r}")
+        chosen_target = self.target_bf16 if target == "bf16" and self.target_bf16 is not None else self.target
+        return {"tiny": self.tiny, "draft": self.draft_int8 if draft == "int8" else self.draft,
+                "target": chosen_target}
 
 
 def default_trio_dir() -> Path:
@@ -112,7 +128,8 @@ def load_trio(path: str | Path, max_len: int | None = None) -> Trio:
                 draft=as_causal_lm(modules["draft"], "draft", max_len),
                 draft_int8=as_causal_lm(modules["draft"], "draft-int8", max_len, weights="int8"),
                 tiny=tiny_causal_lm(modules["tiny"], "tiny", max_len),
-                tokenizer=tokenizer, metadata=manifest.get("metadata", {}))
+                tokenizer=tokenizer, metadata=manifest.get("metadata", {}),
+                target_bf16=as_causal_lm(modules["target"], "target-bf16", max_len, weights="bfloat16"))
 
 
 def load_default_trio(path: str | Path | None = None, train_if_missing: bool = True, seed: int = 0,

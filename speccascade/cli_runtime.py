@@ -30,6 +30,8 @@ _k_inner = typer.Option(3, "--k-inner", help="Cascade: Tiny tokens per Draft rev
 _top_m = typer.Option(64, "--top-m", help="Filtered cascade: the Tiny's top-m candidates the Draft is restricted to")
 _draft = typer.Option("fp32", "--draft", help="Draft weights: fp32, or int8 (the seed's setup; slower than fp32 "
                                              "on XLA:CPU, which has no fast int8 matmul)")
+_target = typer.Option("bf16", "--target", help="Target weights: bf16 (bfloat16 weights, float32 accumulation; "
+                                                "the faster on a CPU with AMX) or fp32")
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")
@@ -41,14 +43,15 @@ def _sampling(greedy: bool, temperature: float, top_k: int, top_p: float):
     return SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
 
 
-def _models(trio_dir: Optional[Path], draft: str, seed: int):
+def _models(trio_dir: Optional[Path], draft: str, target: str, seed: int):
+    from speccascade.runtime.trio import TARGET_WEIGHTS, load_default_trio
+
     if draft not in DRAFTS:
         raise InputError(f"--draft must be one of {', '.join(DRAFTS)}, got '{draft}'")
-    from speccascade.runtime.trio import load_default_trio
-
+    if target not in TARGET_WEIGHTS:
+        raise InputError(f"--target must be one of {', '.join(TARGET_WEIGHTS)}, got '{target}'")
     trio = load_default_trio(trio_dir, seed=seed)
-    models = {"tiny": trio.tiny, "draft": trio.draft_int8 if draft == "int8" else trio.draft, "target": trio.target}
-    return trio, models
+    return trio, trio.models(target=target, draft=draft)
 
 
 def _prompt_ids(tokenizer, text: str) -> list[int]:
@@ -80,7 +83,7 @@ def generate(strategy: str = typer.Option(..., "--strategy", help=f"One of: {', 
              seed: int = typer.Option(0, "--seed", help="Sampling seed"),
              temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
              k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
-             draft: str = _draft, trio_dir: Optional[Path] = _trio_option,
+             draft: str = _draft, target: str = _target, trio_dir: Optional[Path] = _trio_option,
              as_json: bool = typer.Option(False, "--json", help="Print {text, tokens, acceptance} as JSON")) -> None:
     """Decode PROMPT with one strategy (lossless: the target's distribution, whatever the strategy)."""
     if strategy not in STRATEGIES:
@@ -91,7 +94,7 @@ def generate(strategy: str = typer.Option(..., "--strategy", help=f"One of: {', 
     from speccascade.runtime.decoding import Decoder, build_strategy
     from speccascade.runtime.decoding.build import StrategyKnobs
 
-    trio, models = _models(trio_dir, draft, 0)
+    trio, models = _models(trio_dir, draft, target, 0)
     chosen = build_strategy(strategy, models["tiny"], models["draft"], models["target"], sampling,
                             StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m))
     ids = _prompt_ids(trio.tokenizer, prompt)
@@ -123,7 +126,7 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
           greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy (default) or sampled decoding"),
           temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
           k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
-          draft: str = _draft, trio_dir: Optional[Path] = _trio_option,
+          draft: str = _draft, target: str = _target, trio_dir: Optional[Path] = _trio_option,
           out: Path = typer.Option(Path("runtime-bench"), "--out", help="Directory for trace.jsonl and "
                                                                          "summary.json"),
           microbench: bool = typer.Option(True, "--microbench/--no-microbench",
@@ -141,8 +144,9 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
 
     config = BenchConfig(strategies=names, knobs=StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m),
                          sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
-                         microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync, extra={"draft_weights": draft})
-    trio, models = _models(trio_dir, draft, seed)
+                         microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync,
+                         extra={"draft_weights": draft, "target_weights": target})
+    trio, models = _models(trio_dir, draft, target, seed)
     texts = prompt or list(DEFAULT_PROMPTS)
     summary = run_bench(models, [_prompt_ids(trio.tokenizer, text) for text in texts], config, out / "trace.jsonl",
                         out / "summary.json", progress=not as_json, command=" ".join(sys.argv))

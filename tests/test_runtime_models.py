@@ -151,3 +151,39 @@ def test_tiny_is_the_seed_formula_on_the_current_token():
     expected = np.maximum(h, 0) @ p["w2"]["kernel"].T + p["b2"]
     np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(logits[0, 1]), np.asarray(logits[0, 2]))  # same token, same output
+
+
+def test_bfloat16_forward_of_a_token_does_not_depend_on_the_tokens_beside_it(model):
+    """Forwards of fewer than 8 tokens pad their matmuls to 8 rows: a token's logits are the same whether it is
+    decoded alone or verified with up to 7 others (what makes greedy speculative decoding token-identical)."""
+    bf16 = as_causal_lm(model, "test-bf16", max_len=48, weights="bfloat16")
+    tokens = _tokens(1, 12, seed=9)
+    forward = jax.jit(bf16.forward)
+    cache = bf16.init_cache(1, 48)
+    _, cache = forward(bf16.params, cache, tokens[:, :5])
+    together, _ = forward(bf16.params, cache, tokens[:, 5:12])
+    alone = []
+    for index in range(5, 12):
+        logits, cache = forward(bf16.params, cache, tokens[:, index:index + 1])
+        alone.append(np.asarray(logits[:, 0]))
+    np.testing.assert_allclose(np.stack(alone, 1), np.asarray(together), atol=2e-5)
+
+
+def test_bfloat16_target_strategies_are_token_identical_to_greedy_autoregressive(model):
+    from speccascade.runtime.decoding import Autoregressive, Decoder, build_strategy
+    from speccascade.runtime.decoding.build import StrategyKnobs
+    from speccascade.runtime.decoding.sampling import GREEDY
+
+    from runtime_fixtures import perturbed, random_prompts
+
+    target = as_causal_lm(model, "test-bf16", max_len=64, weights="bfloat16")
+    draft = perturbed(as_causal_lm(model, "test-draft", max_len=64), "test-draft", noise=0.15, seed=4)
+    tiny = tiny_causal_lm(Tiny(TinyConfig(vocab_size=CONFIG.vocab_size, d_embed=8, d_hidden=16, max_len=64),
+                               rngs=nnx.Rngs(5)), "test-tiny")
+    prompts = random_prompts(20, CONFIG.vocab_size, seed=11)
+    reference = Decoder(Autoregressive(target), 64)
+    expected = [reference.generate(prompt, 20).tokens for prompt in prompts]
+    knobs = StrategyKnobs(k=4, k_outer=5, k_inner=2, top_m=8)
+    for name in ("speculative", "cascade", "filtered"):
+        decoder = Decoder(build_strategy(name, tiny, draft, target, GREEDY, knobs), 64)
+        assert [decoder.generate(prompt, 20).tokens for prompt in prompts] == expected, name

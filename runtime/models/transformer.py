@@ -9,12 +9,16 @@ Weights are stored [out, in] and every matmul contracts the activation's last ax
 (x W^T): on XLA:CPU this layout runs a forward over a few tokens (speculative verification) much closer to the
 cost of one token than the [in, out] layout does. q/k/v are one fused matmul and gate/up another.
 
-KV cache: ``{"pos": int32[], "k": float32[L, B, S, KV, hd], "v": same}`` with a fixed S (``max_len``). A forward
-over T tokens attends to the cached keys at positions < pos and causally to its own T new keys (one softmax over
-both), then writes the T new keys/values of all layers at pos with one ``lax.dynamic_update_slice`` (in place when
-the caller donates the cache) and advances pos by T. Entries at >= pos (stale, after a rollback) are never read
-and get overwritten. The caller keeps pos + T <= S (beyond it XLA clamps the write offset). Without a cache the
-forward is the plain causal forward (training, evaluation).
+KV cache: ``{"pos": int32[], "k": (L arrays float32[B, KV, S, hd]), "v": (L arrays float32[B, KV, hd, S])}``
+with a fixed S (``max_len``): one array per layer (no slicing of a stacked cache), keys head-major and values
+transposed, so that both attention matmuls contract each operand's last axis. XLA:CPU otherwise copies (transposes)
+every layer's cache on every forward: measured ~1.4 ms of a 6 ms Target forward with the earlier
+[L, B, S, KV, hd] layout. A forward over T tokens first writes its T new keys/values at positions
+``pos..pos+T-1`` (``lax.dynamic_update_slice``, in place when the caller donates or loops over the cache), then
+attends over the whole buffer with one mask: key position <= query position (causal over the past and the new
+tokens alike); it advances pos by T. Entries at >= pos + T (stale, after a rollback) are never read and get
+overwritten. The caller keeps pos + T <= S (beyond it XLA clamps the write offset). Without a cache the forward is
+the plain causal forward (training, evaluation), the same code over the T new keys alone.
 
 ``weights`` selects the stored format of the matmul weights: float32 (trained; exact greedy ties on CPU),
 bfloat16 (half the bytes; bfloat16 matmuls, float32 accumulation) or int8 (see :mod:`.quant`). Activations, norms
@@ -36,6 +40,12 @@ from speccascade.runtime.api import CausalLM
 from speccascade.runtime.models.quant import Int8Embed, Int8Linear, quantize_params
 
 WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
+# A bfloat16 matmul over fewer rows than this is padded with zero rows to this many. Measured on XLA:CPU 0.10
+# (2 cores with AMX-BF16), 12 bfloat16 [2816, 512] weights: 1 row 25 ms (a slow fallback loop), 8 rows 2.3 ms
+# (AMX tiles), float32 1 row 2.9 ms (/tmp benchmark in docs/runtime.md, "Weight formats"). Every forward of
+# fewer than 8 tokens (decoding, verification of up to 7 tokens) then runs the same 8-row kernel, so a token's
+# logits do not depend on how many tokens shared its forward.
+MIN_LOW_PRECISION_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,12 @@ def _dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
     bfloat16 matmuls with float32 accumulation in the forward and in both gradients."""
     if kernel.dtype == jnp.float32:
         return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ())))
-    return _low_precision_dense(x, kernel)
+    # one 2-D matmul (XLA:CPU turns a bfloat16 dot with a [1, T, d] operand into float32 copies of the weights)
+    rows = math.prod(x.shape[:-1])
+    flat = x.reshape(rows, x.shape[-1])
+    if rows < MIN_LOW_PRECISION_ROWS:  # decoding: zero rows up to the kernel every larger batch runs
+        flat = jnp.pad(flat, ((0, MIN_LOW_PRECISION_ROWS - rows), (0, 0)))
+    return _low_precision_dense(flat, kernel)[:rows].reshape(*x.shape[:-1], kernel.shape[0])
 
 
 @jax.custom_vjp
@@ -172,31 +187,35 @@ class Attention(nnx.Module):
                            scale=1 / math.sqrt(2 * config.n_layers))
 
     def __call__(self, x: jax.Array, positions: jax.Array, past: tuple | None):
-        """past: None (causal over x alone) or (k_past, v_past, start) with k_past [B, S, KV, hd] of which
-        positions < start are valid; returns (y, (k, v) of the new positions)."""
+        """past: None (causal over x alone) or (k_cache [B, KV, S, hd], v_cache [B, KV, hd, S], start); the new
+        keys/values are written at ``start`` first. Returns (y, (keys, values)): the updated caches, or with no
+        past the new keys [B, KV, T, hd] and values [B, KV, hd, T]."""
         cfg = self.config
         batch, count, _ = x.shape
         hd, heads, kv_heads = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+        group = heads // kv_heads
         qkv = self.qkv(x)
         q = rotary(qkv[..., :heads * hd].reshape(batch, count, heads, hd), positions, cfg.rope_theta)
         k = rotary(qkv[..., heads * hd:(heads + kv_heads) * hd].reshape(batch, count, kv_heads, hd), positions,
                    cfg.rope_theta)
         v = qkv[..., (heads + kv_heads) * hd:].reshape(batch, count, kv_heads, hd)
-        # query head h uses kv head h // (heads / kv_heads): group the query heads per kv head
-        q = q.reshape(batch, count, kv_heads, heads // kv_heads, hd) / math.sqrt(hd)
-        causal = jnp.tril(jnp.ones((count, count), bool))
-        scores = jnp.where(causal, jnp.einsum("btkgh,bskh->bkgts", q, k), -1e30)
+        # query head h uses kv head h // group: rows (g, t) of one kv head's query block, [B, KV, G*T, hd]
+        q = jnp.transpose(q.reshape(batch, count, kv_heads, group, hd), (0, 2, 3, 1, 4))
+        q = q.reshape(batch, kv_heads, group * count, hd) * (1.0 / math.sqrt(hd))
+        keys, values = jnp.transpose(k, (0, 2, 1, 3)), jnp.transpose(v, (0, 2, 3, 1))
         if past is None:
-            attended = jnp.einsum("bkgts,bskh->btkgh", jax.nn.softmax(scores, axis=-1), v)
-        else:  # the cached positions < start, then the new ones; one softmax over both
-            k_past, v_past, start = past
-            length = k_past.shape[1]
-            old = jnp.einsum("btkgh,bskh->bkgts", q, k_past.astype(q.dtype))
-            old = jnp.where(jnp.arange(length) < start, old, -1e30)
-            probs = jax.nn.softmax(jnp.concatenate([old, scores], axis=-1), axis=-1)
-            attended = (jnp.einsum("bkgts,bskh->btkgh", probs[..., :length], v_past.astype(q.dtype))
-                        + jnp.einsum("bkgts,bskh->btkgh", probs[..., length:], v))
-        return self.out(attended.reshape(batch, count, heads * hd)), (k, v)
+            key_positions = positions
+        else:
+            k_cache, v_cache, start = past
+            keys = jax.lax.dynamic_update_slice(k_cache, keys.astype(k_cache.dtype), (0, 0, start, 0))
+            values = jax.lax.dynamic_update_slice(v_cache, values.astype(v_cache.dtype), (0, 0, 0, start))
+            key_positions = jnp.arange(keys.shape[2], dtype=jnp.int32)
+        scores = jnp.einsum("bkqh,bksh->bkqs", q, keys.astype(q.dtype))
+        query_positions = jnp.tile(positions, group)
+        scores = jnp.where(key_positions[None, :] <= query_positions[:, None], scores, -1e30)
+        attended = jnp.einsum("bkqs,bkhs->bkqh", jax.nn.softmax(scores, axis=-1), values.astype(q.dtype))
+        attended = jnp.transpose(attended.reshape(batch, kv_heads, group, count, hd), (0, 3, 1, 2, 4))
+        return self.out(attended.reshape(batch, count, heads * hd)), (keys, values)
 
 
 class SwiGLU(nnx.Module):
@@ -237,26 +256,24 @@ class Transformer(nnx.Module):
         start = jnp.zeros((), jnp.int32) if cache is None else cache["pos"]
         positions = start + jnp.arange(count, dtype=jnp.int32)
         x = self.embed(tokens)
-        new_keys, new_values = [], []
+        keys, values = [], []
         for index, block in enumerate(self.layers):
             past = None if cache is None else (cache["k"][index], cache["v"][index], start)
             x, (k, v) = block(x, positions, past)
-            new_keys.append(k)
-            new_values.append(v)
+            keys.append(k)
+            values.append(v)
         logits = self.embed.attend(self.final_norm(x))
         if cache is None:
             return logits, None
-        # one write of the T new positions of every layer (in place when the caller donates the cache)
-        k_all = jax.lax.dynamic_update_slice(cache["k"], jnp.stack(new_keys).astype(cache["k"].dtype),
-                                             (0, 0, start, 0, 0))
-        v_all = jax.lax.dynamic_update_slice(cache["v"], jnp.stack(new_values).astype(cache["v"].dtype),
-                                             (0, 0, start, 0, 0))
-        return logits, {"pos": start + count, "k": k_all, "v": v_all}
+        return logits, {"pos": start + count, "k": tuple(keys), "v": tuple(values)}
 
 
 def init_transformer_cache(config: TransformerConfig, batch: int, length: int) -> dict:
-    shape = (config.n_layers, batch, length, config.n_kv_heads, config.head_dim)
-    return {"pos": jnp.zeros((), jnp.int32), "k": jnp.zeros(shape, jnp.float32), "v": jnp.zeros(shape, jnp.float32)}
+    """Per layer: keys [B, KV, S, hd] and values [B, KV, hd, S], zeroed; pos 0."""
+    kv, hd = config.n_kv_heads, config.head_dim
+    return {"pos": jnp.zeros((), jnp.int32),
+            "k": tuple(jnp.zeros((batch, kv, length, hd), jnp.float32) for _ in range(config.n_layers)),
+            "v": tuple(jnp.zeros((batch, kv, hd, length), jnp.float32) for _ in range(config.n_layers))}
 
 
 def params_of(module: nnx.Module) -> dict:

@@ -23,6 +23,9 @@ Params = Any  # a pytree of arrays (an nnx.State or a dict)
 Cache = dict[str, Any]
 # forward(params, cache, tokens int32[B, T]) -> (logits float32[B, T, V], cache)
 ForwardFn = Callable[[Params, Cache, jax.Array], tuple[jax.Array, Cache]]
+# forward_columns(params, cache, tokens int32[B, T], ids int32[m]) -> (logits float32[B, T, m] of the vocabulary
+# entries ids only, cache): the same forward with an output head of m columns (optional)
+ColumnsFn = Callable[[Params, Cache, jax.Array, jax.Array], tuple[jax.Array, Cache]]
 # init_cache(batch, max_len) -> cache with pos = 0
 InitCacheFn = Callable[[int, int], Cache]
 
@@ -33,7 +36,8 @@ class CausalLM:
 
     ``forward`` must be a pure function of its arguments (jittable, no Python side effects), so strategies can
     close over it inside their own ``jax.jit``. ``param_bytes`` is the bytes of weights one forward streams
-    (used for achieved-bandwidth reports).
+    (used for achieved-bandwidth reports). ``forward_columns`` (optional) computes the logits of given vocabulary
+    entries only; the filtered cascade's Draft uses it to skip the rest of its output layer.
     """
 
     name: str
@@ -43,6 +47,7 @@ class CausalLM:
     init_cache: InitCacheFn
     param_bytes: int
     max_len: int
+    forward_columns: ColumnsFn | None = None
 
     def __hash__(self) -> int:  # identity hash: usable as a jit static argument
         return id(self)

@@ -48,7 +48,8 @@ def toy_transformer(name: str, vocab: int = 64, d_model: int = 32, layers: int =
         return {"k": jnp.zeros(shape, jnp.float32), "v": jnp.zeros(shape, jnp.float32),
                 "pos": jnp.zeros((), jnp.int32)}
 
-    def forward(params, cache, tokens):
+    def forward(params, cache, tokens, ids=None):
+        """ids (int32[m] or None): compute only those output columns (the CausalLM ``forward_columns``)."""
         batch, count = tokens.shape
         start = cache["pos"]
         positions = start + jnp.arange(count)
@@ -71,11 +72,11 @@ def toy_transformer(name: str, vocab: int = 64, d_model: int = 32, layers: int =
             attended = jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(scores, axis=-1), vh)
             x = x + attended.reshape(batch, count, d_model) @ layer["wo"]
             x = x + jax.nn.gelu(_rms(x) @ layer["w_up"]) @ layer["w_down"]
-        logits = _rms(x) @ params["head"]
+        logits = _rms(x) @ (params["head"] if ids is None else params["head"][:, ids])
         return logits, {"k": jnp.stack(keys_all), "v": jnp.stack(values_all), "pos": start + count}
 
     param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(params))
-    return CausalLM(name, vocab, params, forward, init_cache, int(param_bytes), max_len)
+    return CausalLM(name, vocab, params, forward, init_cache, int(param_bytes), max_len, forward_columns=forward)
 
 
 def toy_projection(name: str, vocab: int = 64, d_model: int = 32, hidden: int = 64, max_len: int = 128,
@@ -111,7 +112,7 @@ def perturbed(model: CausalLM, name: str, noise: float, seed: int = 1) -> Causal
         noisy.append(jnp.asarray(host + noise * (host.std() + 1e-3) * rng.standard_normal(host.shape), leaf.dtype))
     params = jax.tree_util.tree_unflatten(treedef, noisy)
     return CausalLM(name, model.vocab_size, params, model.forward, model.init_cache, model.param_bytes,
-                    model.max_len)
+                    model.max_len, forward_columns=model.forward_columns)
 
 
 def toy_trio(vocab: int = 64, max_len: int = 128, seed: int = 0) -> tuple[CausalLM, CausalLM, CausalLM]:

@@ -44,7 +44,9 @@ def decoders(trio):
             "cascade": Decoder(VerticalCascade(tiny, draft, target, k_outer=5, k_inner=3), CAPACITY),
             "cascade-small": Decoder(VerticalCascade(tiny, draft, target, k_outer=2, k_inner=1), CAPACITY),
             "filtered": Decoder(FilteredCascade(tiny, draft, target, k=4, top_m=8), CAPACITY),
-            "filtered-m1": Decoder(FilteredCascade(tiny, draft, target, k=3, top_m=1), CAPACITY)}
+            "filtered-m1": Decoder(FilteredCascade(tiny, draft, target, k=3, top_m=1), CAPACITY),
+            "filtered-masked": Decoder(FilteredCascade(tiny, draft, target, k=4, top_m=8, draft_columns=False),
+                                       CAPACITY)}
 
 
 def test_cached_decode_equals_full_forward(trio):
@@ -110,8 +112,13 @@ def test_step_statistics_are_consistent(decoders, prompts):
     assert 0 < report["draft->target"]["alpha"] < 1 and 0 < report["tiny->draft"]["alpha"] < 1
 
 
+def test_filtered_cascade_draft_computes_only_the_top_m_columns_when_it_can(decoders):
+    assert decoders["filtered"].strategy.columns and not decoders["filtered-masked"].strategy.columns
+    assert decoders["filtered"].strategy.config()["draft_head"] == "8 columns"
+
+
 def test_filtered_cascade_reports_topm_coverage(decoders, prompts):
-    generation = decoders["filtered"].generate(prompts[2], 12)
+    generation = decoders["filtered-masked"].generate(prompts[2], 12)
     for step in generation.steps:
         assert 0 <= step.extras["topm_coverage_sum"] <= 4 + 1e-5
     assert any(step.extras["topm_coverage_sum"] < 4 for step in generation.steps)  # the filter binds sometimes

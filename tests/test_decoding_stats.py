@@ -81,10 +81,13 @@ CASES = {
     "cascade": lambda tiny, draft, target, config: VerticalCascade(tiny, draft, target, 3, 2, sampling=config),
     "filtered": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, top_m=3,
                                                                      sampling=config),
+    "filtered-masked": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, top_m=3,
+                                                                            sampling=config, draft_columns=False),
 }
 
 
-@pytest.mark.parametrize("name,config", [("speculative", PLAIN), ("cascade", SHAPED), ("filtered", HOT)])
+@pytest.mark.parametrize("name,config", [("speculative", PLAIN), ("cascade", SHAPED), ("filtered", HOT),
+                                         ("filtered-masked", SHAPED)])
 def test_sampled_strategy_follows_the_target_distribution(trio, name, config):
     strategy = CASES[name](*trio, config)
     pvalue = chi_square_pvalue(sample_first_two(strategy), exact_first_two(trio[2], config))

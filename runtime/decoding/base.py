@@ -42,6 +42,14 @@ def feed(model: CausalLM, params: Any, cache: dict, seq: jax.Array, start: jax.A
     return logits[0].astype(jnp.float32), cache
 
 
+def feed_columns(model: CausalLM, params: Any, cache: dict, seq: jax.Array, start: jax.Array, count: int,
+                 ids: jax.Array) -> tuple[jax.Array, dict]:
+    """:func:`feed` with an output head restricted to the vocabulary entries ``ids``: logits float32[count, m]."""
+    tokens = jax.lax.dynamic_slice_in_dim(seq, start, count)[None, :]
+    logits, cache = model.forward_columns(params, with_position(cache, start), tokens, ids)
+    return logits[0].astype(jnp.float32), cache
+
+
 def split_key(state: State, config: SamplingConfig) -> tuple[State, jax.Array]:
     """A fresh subkey for one random draw. Greedy decoding draws nothing, so it splits nothing (on XLA:CPU each
     threefry split is a small loop of its own: skipping it keeps the greedy step lean)."""

@@ -128,13 +128,16 @@ class FilteredCascade(Strategy):
     pair = "draft->target"
 
     def __init__(self, tiny: CausalLM, draft: CausalLM, target: CausalLM, k: int = 4, top_m: int = 32,
-                 sampling: SamplingConfig = GREEDY):
+                 sampling: SamplingConfig = GREEDY, draft_columns: bool = True):
         check_positive("k", k)
         check_positive("top_m", top_m)
         super().__init__((tiny, draft, target), sampling)
         if top_m > self.vocab_size:
             raise InputError(f"top_m ({top_m}) exceeds the vocabulary size ({self.vocab_size})")
         self.k, self.top_m = int(k), int(top_m)
+        # the Draft computes only the m columns of its output head when it can; otherwise it computes all V and
+        # masks them, which also measures how much Draft mass the filter keeps (topm_coverage_sum)
+        self.columns = bool(draft_columns) and draft.forward_columns is not None
 
     @property
     def lookahead(self) -> int:
@@ -145,17 +148,22 @@ class FilteredCascade(Strategy):
         return {self.pair: self.k}
 
     def extras(self) -> dict[str, jax.Array]:
-        return {"topm_coverage_sum": jnp.zeros((), jnp.float32)}
+        return {} if self.columns else {"topm_coverage_sum": jnp.zeros((), jnp.float32)}
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "k": self.k, "top_m": self.top_m}
+        return {**super().config(), "k": self.k, "top_m": self.top_m,
+                "draft_head": f"{self.top_m} columns" if self.columns else "full, masked"}
 
     def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
         return ([("tiny", DRAFT_LAG), ("draft", DRAFT_LAG)] + [("tiny", 1), ("draft", 1)] * (self.k - 1)
                 + [("target", self.k + 1)])
 
     def buffers(self) -> dict[str, jax.Array]:
-        buffers = {"i": jnp.zeros((), jnp.int32), "topm": jnp.zeros((self.vocab_size,), jnp.bool_)}
+        buffers = {"i": jnp.zeros((), jnp.int32)}
+        if self.columns:
+            buffers["topm_ids"] = jnp.zeros((self.top_m,), jnp.int32)
+        else:
+            buffers["topm"] = jnp.zeros((self.vocab_size,), jnp.bool_)
         if not self.sampling.greedy:
             buffers["q"] = jnp.zeros((self.k, self.vocab_size), jnp.float32)
         return buffers
@@ -167,7 +175,9 @@ class FilteredCascade(Strategy):
             start = state["length"] - DRAFT_LAG if first else state["length"] + state["i"] - 1
             logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], start,
                                  DRAFT_LAG if first else 1)
-            top = jax.lax.top_k(logits[-1], top_m)[1]
+            top = jax.lax.top_k(logits[-1], top_m)[1].astype(jnp.int32)
+            if self.columns:
+                return {**set_cache(state, 0, cache), "topm_ids": top}
             mask = jnp.zeros((self.vocab_size,), jnp.bool_).at[top].set(True)
             return {**set_cache(state, 0, cache), "topm": mask}
 
@@ -175,8 +185,9 @@ class FilteredCascade(Strategy):
 
     def program(self) -> Program:
         k = self.k
-        return (self._tiny_filter(first=True), draft_token_stage(self, 1, "draft", first=True, restrict="topm"),
+        keep = {"columns": "topm_ids"} if self.columns else {"restrict": "topm"}
+        return (self._tiny_filter(first=True), draft_token_stage(self, 1, "draft", first=True, **keep),
                 Loop(lambda state: state["i"] < k,
                      (self._tiny_filter(first=False),
-                      draft_token_stage(self, 1, "draft", first=False, restrict="topm"))),
+                      draft_token_stage(self, 1, "draft", first=False, **keep))),
                 verify_stage(self, 2, k, self.pair))

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from speccascade.hardware.errors import InputError
 from speccascade.runtime.api import CausalLM
 
-from .base import DRAFT_LAG, FINAL_LAG, Strategy, commit, feed, record_verdict, set_cache, split_key
+from .base import (DRAFT_LAG, FINAL_LAG, Strategy, commit, feed, feed_columns, record_verdict, set_cache,
+                   split_key)
 from .program import Loop, Program, Stage, State
 from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
 
@@ -51,12 +52,15 @@ def verify_stage(strategy: Strategy, target_index: int, k: int, pair: str, q_buf
 
 
 def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
-                      restrict: str | None = None) -> Stage:
+                      restrict: str | None = None, columns: str | None = None) -> Stage:
     """One draft token at working position ``length + i`` (``i`` in state): feed, sample, store q_i.
 
     ``first`` feeds 2 tokens from ``length - 2`` (the lag-2 invariant); later calls feed the previous draft.
     ``restrict`` names a boolean[V] mask in the state: the proposal is then ``to_probs`` of the logits with
-    every token outside the mask removed (the filtered cascade's renormalized restriction)."""
+    every token outside the mask removed (the filtered cascade's renormalized restriction).
+    ``columns`` names int32[m] vocabulary ids in the state instead: the model's output head computes those m
+    columns only (``CausalLM.forward_columns``) and the proposal is ``to_probs`` of the m logits, scattered back
+    to the vocabulary for verification: the same renormalized restriction, without the other V - m columns."""
     model = strategy.models[index]
     config = strategy.sampling
 
@@ -64,7 +68,12 @@ def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
         i = jnp.zeros((), jnp.int32) if first else state["i"]
         start = state["length"] - DRAFT_LAG if first else state["length"] + i - 1
         count = DRAFT_LAG if first else 1
-        logits, cache = feed(model, params[index], state["caches"][index], state["seq"], start, count)
+        if columns is not None:
+            ids = state[columns]
+            logits, cache = feed_columns(model, params[index], state["caches"][index], state["seq"], start, count,
+                                         ids)
+        else:
+            logits, cache = feed(model, params[index], state["caches"][index], state["seq"], start, count)
         state = set_cache(state, index, cache)
         logits = logits[-1]
         if restrict is not None:
@@ -79,6 +88,9 @@ def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
             state = {**state, "stats": {**state["stats"], "extras": extras}}
         state, key = split_key(state, config)
         token, q = draw(key, logits, config)
+        if columns is not None:  # back from column j to vocabulary id ids[j]
+            token = state[columns][token]
+            q = None if q is None else jnp.zeros((strategy.vocab_size,), q.dtype).at[state[columns]].set(q)
         position = state["length"] + i
         state = {**state, "seq": state["seq"].at[position].set(token), "i": i + 1}
         return state if q is None else {**state, "q": state["q"].at[i].set(q)}

@@ -62,6 +62,9 @@ class Int8Embed(nnx.Module):
     def attend(self, x: jax.Array) -> jax.Array:
         return int8_matmul(x, self.q[...], self.scale[...])
 
+    def attend_columns(self, x: jax.Array, ids: jax.Array) -> jax.Array:
+        return int8_matmul(x, self.q[...][ids], self.scale[...][ids])
+
 
 def quantize_params(params: dict) -> dict:
     """Map a float parameter dict to the int8 layout: a module dict holding ``kernel`` (a Linear) or ``embedding``

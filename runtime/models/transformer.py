@@ -42,9 +42,9 @@ from speccascade.runtime.models.quant import Int8Embed, Int8Linear, quantize_par
 WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
 # A bfloat16 matmul over fewer rows than this is padded with zero rows to this many. Measured on XLA:CPU 0.10
 # (2 cores with AMX-BF16), 12 bfloat16 [2816, 512] weights: 1 row 25 ms (a slow fallback loop), 8 rows 2.3 ms
-# (AMX tiles), float32 1 row 2.9 ms (/tmp benchmark in docs/runtime.md, "Weight formats"). Every forward of
-# fewer than 8 tokens (decoding, verification of up to 7 tokens) then runs the same 8-row kernel, so a token's
-# logits do not depend on how many tokens shared its forward.
+# (AMX tiles), float32 1 row 2.9 ms (benchmarks/matmul_rows.py; docs/runtime-models.md, "Weight formats").
+# Every forward of fewer than 8 tokens (decoding, verification of up to 7 tokens) then runs the same 8-row
+# kernel, so a token's logits do not depend on how many tokens shared its forward.
 MIN_LOW_PRECISION_ROWS = 8
 
 
@@ -151,6 +151,10 @@ class Embed(nnx.Module):
     def attend(self, x: jax.Array) -> jax.Array:
         return _dense(x, self.embedding[...])
 
+    def attend_columns(self, x: jax.Array, ids: jax.Array) -> jax.Array:
+        """The output head for the vocabulary entries ``ids`` int32[m] only: x E[ids]^T, float32 [..., m]."""
+        return _dense(x, self.embedding[...][ids])
+
 
 class RMSNorm(nnx.Module):
     def __init__(self, features: int, eps: float):
@@ -252,6 +256,17 @@ class Transformer(nnx.Module):
 
     def __call__(self, tokens: jax.Array, cache: dict | None = None) -> tuple[jax.Array, dict | None]:
         """tokens int32 [B, T] -> (logits float32 [B, T, V], cache advanced by T, or None without a cache)."""
+        hidden, cache = self.hidden(tokens, cache)
+        return self.embed.attend(hidden), cache
+
+    def logits_for(self, tokens: jax.Array, cache: dict | None, ids: jax.Array) -> tuple[jax.Array, dict | None]:
+        """Like ``__call__`` but the output head computes only the columns ``ids`` int32[m]: logits [B, T, m].
+        The filtered cascade's Draft: the seed's point that filtering shrinks the output layer to m columns."""
+        hidden, cache = self.hidden(tokens, cache)
+        return self.embed.attend_columns(hidden, ids), cache
+
+    def hidden(self, tokens: jax.Array, cache: dict | None = None) -> tuple[jax.Array, dict | None]:
+        """The trunk: final-normed hidden states [B, T, d] and the advanced cache (None without one)."""
         count = tokens.shape[1]
         start = jnp.zeros((), jnp.int32) if cache is None else cache["pos"]
         positions = start + jnp.arange(count, dtype=jnp.int32)
@@ -262,10 +277,10 @@ class Transformer(nnx.Module):
             x, (k, v) = block(x, positions, past)
             keys.append(k)
             values.append(v)
-        logits = self.embed.attend(self.final_norm(x))
+        hidden = self.final_norm(x)
         if cache is None:
-            return logits, None
-        return logits, {"pos": start + count, "k": tuple(keys), "v": tuple(values)}
+            return hidden, None
+        return hidden, {"pos": start + count, "k": tuple(keys), "v": tuple(values)}
 
 
 def init_transformer_cache(config: TransformerConfig, batch: int, length: int) -> dict:
@@ -315,8 +330,12 @@ def as_causal_lm(module: Transformer, name: str, max_len: int | None = None,
     def forward(params, cache, tokens):
         return nnx.merge(graphdef, params)(tokens, cache)
 
+    def forward_columns(params, cache, tokens, ids):
+        return nnx.merge(graphdef, params).logits_for(tokens, cache, ids)
+
     def init_cache(batch: int, length: int) -> dict:
         return init_transformer_cache(config, batch, length)
 
     return CausalLM(name=name, vocab_size=config.vocab_size, params=params, forward=jax.jit(forward),
-                    init_cache=init_cache, param_bytes=tree_bytes(params), max_len=max_len)
+                    init_cache=init_cache, param_bytes=tree_bytes(params), max_len=max_len,
+                    forward_columns=jax.jit(forward_columns))

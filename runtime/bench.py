@@ -215,8 +215,9 @@ def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str,
             host_overhead_fraction=overhead)
     if "autoregressive" in summaries:  # paired: repeat r of every strategy decoded the same prompt
         baseline = summaries["autoregressive"].ms_per_token.values
-        summaries = {name: summary.model_copy(update={"speedup": statistics.median(
-            [ar / ms for ar, ms in zip(baseline, summary.ms_per_token.values)])})
+        summaries = {name: summary.model_copy(update={
+            "speedup": statistics.median([ar / ms for ar, ms in zip(baseline, summary.ms_per_token.values)]),
+            "speedup_total": sum(baseline) / sum(summary.ms_per_token.values)})
             for name, summary in summaries.items()}
     return Summary(run_id=run_id, created_utc=created, trace_file=str(trace_path), hardware=hardware, models=infos,
                    strategies=summaries, extras=dict(config.extra))

@@ -8,7 +8,8 @@ alternation, ``repeats`` times each, and their medians compared:
 * the same step's model forwards only (:meth:`Strategy.forward_plan`: the roles and token counts that step ran, at
   the step's context, every logit consumed so XLA cannot drop part of the output layer, each forward's tokens
   taken from the previous forward's argmax so they run one after the other as in the step, not overlapped across
-  cores), repeated ``chain`` times inside one jit and divided by ``chain``, so dispatch is not counted.
+  cores; a Draft that computes only m output columns, as in the filtered cascade, computes m here too), repeated
+  ``chain`` times inside one jit and divided by ``chain``, so dispatch is not counted.
 
     host_overhead_fraction = 1 - sum_steps forwards_ms / sum_steps step_ms
 
@@ -46,7 +47,13 @@ def _forwards_only(decoder: Decoder, plan: tuple[tuple[str, int], ...], chain: i
                 # each forward's tokens come from the previous forward's output, as in a real step: the forwards
                 # run one after the other (no overlap across cores) and none can be hoisted out of the loop
                 tokens = ((previous + step + jnp.arange(count)) % model.vocab_size)[None, :].astype(jnp.int32)
-                logits, caches[i] = model.forward(params[i], with_position(caches[i], context), tokens)
+                columns = strategy.output_columns(role)
+                if columns is None:
+                    logits, caches[i] = model.forward(params[i], with_position(caches[i], context), tokens)
+                else:  # the filtered cascade's Draft: m output columns (ids depend on the previous forward too)
+                    ids = ((previous + jnp.arange(columns)) % model.vocab_size).astype(jnp.int32)
+                    logits, caches[i] = model.forward_columns(params[i], with_position(caches[i], context), tokens,
+                                                              ids)
                 previous = jnp.argmax(logits[0, -1]).astype(jnp.int32) + (jnp.max(logits) > jnp.inf)
             return previous, tuple(caches)
 

@@ -240,6 +240,7 @@ class StrategySummary(_Record):
     ms_per_token: Spread               # fused runs, compile excluded
     tokens_per_s: float                # 1000 / median ms_per_token
     speedup: float | None = None       # median over repeats of AR ms/token / this ms/token (same prompt)
+    speedup_total: float | None = None  # sum over repeats of AR ms/token / sum of this ms/token (whole-run time)
     compile_s: float
     tokens_per_step: float
     acceptance: dict[str, PairSummary]

@@ -9,7 +9,7 @@ Draft quantized at load time (:mod:`.models.quant`), so it is not stored. Sizes 
 - Tiny: the seed's projection model, 64-d embedding, 192 hidden, ~1.07M params (4.3 MB).
 
 76 + 7.9 + 4.3 MB is over the 40 MB that may ship in the repository, so the first use trains the trio into
-``$SPECCASCADE_HOME/trio`` (reproducibly from the seed; 16 minutes measured on 2 shared CPU cores).
+``$SPECCASCADE_HOME/trio`` (reproducibly from the seed; 20 minutes measured on 2 shared CPU cores).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from speccascade.runtime.train import StageConfig
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = {"target": "target.safetensors", "draft": "draft.safetensors", "tiny": "tiny.safetensors"}
 PLOT_FILE = "loss_curves.png"
-# bf16: bfloat16 weights, float32 accumulation; on XLA:CPU with AMX it is both faster than float32 per token and
-# (8-row matmuls, see runtime/models/transformer.py) about as fast over 2..8 tokens as over one
+# bf16: bfloat16 weights, float32 accumulation; on XLA:CPU with AMX its forward over 2..7 tokens costs about what
+# one token costs (8-row matmuls, see runtime/models/transformer.py); fp32 (default) streams its weights faster
 TARGET_WEIGHTS = ("bf16", "fp32")
 DRAFT_WEIGHTS = ("fp32", "int8")
 
@@ -62,8 +62,8 @@ DEFAULT_PLAN = TrioPlan(
     target=dict(d_model=512, n_layers=6, n_heads=8, n_kv_heads=2, d_ff=1408, max_len=512),
     draft=dict(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, d_ff=512, max_len=512),
     tiny=dict(d_embed=64, d_hidden=192, max_len=512),
-    target_stage=StageConfig(steps=240, batch=8, seq_len=256, learning_rate=2e-3, warmup_steps=30),
-    draft_stage=StageConfig(steps=360, batch=8, seq_len=256, learning_rate=4e-3, warmup_steps=20),
+    target_stage=StageConfig(steps=360, batch=8, seq_len=256, learning_rate=2e-3, warmup_steps=30),
+    draft_stage=StageConfig(steps=480, batch=8, seq_len=256, learning_rate=4e-3, warmup_steps=20),
     tiny_stage=StageConfig(steps=160, batch=16, seq_len=128, learning_rate=1e-2, warmup_steps=10),
 )
 
@@ -93,7 +93,7 @@ class Trio:
     metadata: dict
     target_bf16: CausalLM | None = None
 
-    def models(self, target: str = "bf16", draft: str = "fp32") -> dict[str, CausalLM]:
+    def models(self, target: str = "fp32", draft: str = "fp32") -> dict[str, CausalLM]:
         """{"tiny", "draft", "target"} with the Target's weights in ``target`` (bf16 or fp32) and the Draft's in
         ``draft`` (fp32 or int8)."""
         if target not in TARGET_WEIGHTS or draft not in DRAFT_WEIGHTS:

@@ -30,8 +30,9 @@ _k_inner = typer.Option(3, "--k-inner", help="Cascade: Tiny tokens per Draft rev
 _top_m = typer.Option(64, "--top-m", help="Filtered cascade: the Tiny's top-m candidates the Draft is restricted to")
 _draft = typer.Option("fp32", "--draft", help="Draft weights: fp32, or int8 (the seed's setup; slower than fp32 "
                                              "on XLA:CPU, which has no fast int8 matmul)")
-_target = typer.Option("bf16", "--target", help="Target weights: bf16 (bfloat16 weights, float32 accumulation; "
-                                                "the faster on a CPU with AMX) or fp32")
+_target = typer.Option("fp32", "--target", help="Target weights: fp32, or bf16 (bfloat16 weights, float32 "
+                                                "accumulation; verification over up to 7 tokens costs about one "
+                                                "decoding step on a CPU with AMX)")
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")

@@ -142,6 +142,10 @@ class Strategy(ABC):
         return {"strategy": self.name, "sampling": self.sampling.describe(),
                 "models": {role: model.name for role, model in zip(self.roles, self.models)}}
 
+    def output_columns(self, role: str) -> int | None:
+        """How many output-head columns the forwards of ``role`` compute (None: the whole vocabulary)."""
+        return None
+
     @abstractmethod
     def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
         """The model forwards one step ran, as (role, new tokens), given each pair's ``proposed`` count."""

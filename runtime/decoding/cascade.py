@@ -154,6 +154,9 @@ class FilteredCascade(Strategy):
         return {**super().config(), "k": self.k, "top_m": self.top_m,
                 "draft_head": f"{self.top_m} columns" if self.columns else "full, masked"}
 
+    def output_columns(self, role: str) -> int | None:
+        return self.top_m if role == "draft" and self.columns else None
+
     def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
         return ([("tiny", DRAFT_LAG), ("draft", DRAFT_LAG)] + [("tiny", 1), ("draft", 1)] * (self.k - 1)
                 + [("target", self.k + 1)])

@@ -47,6 +47,8 @@ def test_generate_rejects_bad_input(patched, capsys):
     assert code == 2 and err.startswith("error: unknown strategy 'medusa'")
     code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--draft", "int4")
     assert code == 2 and "--draft" in err
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--target", "fp8")
+    assert code == 2 and err.startswith("error: --target must be one of bf16, fp32")
     code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
                        "--temperature", "0")
     assert code == 2 and "temperature" in err

@@ -156,6 +156,11 @@ def test_quick_trio_trains_saves_and_loads(quick_trio):
     for pair in ("draft->target", "draft_int8->target", "tiny->draft", "tiny->target"):
         assert 0.0 <= evaluation["acceptance"][pair]["sampled"] <= 1.0
     assert trio.draft_int8.param_bytes < 0.4 * trio.draft.param_bytes
+    assert trio.target_bf16.param_bytes < 0.55 * trio.target.param_bytes
+    assert trio.models()["target"] is trio.target and trio.models(target="bf16")["target"] is trio.target_bf16
+    assert trio.models(draft="int8")["draft"] is trio.draft_int8
+    with pytest.raises(InputError, match="target weights"):
+        trio.models(target="fp8")
     for lm in (trio.target, trio.draft, trio.draft_int8, trio.tiny):
         assert lm.vocab_size == trio.tokenizer.vocab_size
     assert load_default_trio(directory, train_if_missing=False).metadata == trio.metadata

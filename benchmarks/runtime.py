@@ -2,7 +2,8 @@
 
 Runs ``speccascade.runtime.bench.run_bench`` (greedy decoding; every strategy; compile excluded; repeats cycle
 over four Python-source prompts, round-robin over strategies) on the default trio (trained on first use), then
-measures this machine's main-memory bandwidth the way ``speccascade hardware probe`` does (:func:`speccascade.hardware.probe.matvec_bandwidth`, same matrix sizing).
+measures this machine's main-memory bandwidth the way ``speccascade hardware probe`` does
+(:func:`speccascade.hardware.probe.matvec_bandwidth`, same matrix sizing).
 Writes the trace and summary to ``--out`` and prints, as its last line, one JSON object:
 
 * ``ar_ms_per_token``: median ms per token of greedy autoregressive decoding with the Target;
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
 from speccascade.runtime.decoding.build import StrategyKnobs
+from speccascade.runtime.trio import DRAFT_WEIGHTS, TARGET_WEIGHTS, load_default_trio
 
 MiB = 1 << 20
 
@@ -89,7 +91,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2 * len(DEFAULT_PROMPTS),
                         help="generations per strategy; repeat r decodes prompt r mod 4")
     parser.add_argument("--staged-repeats", type=int, default=1)
-    parser.add_argument("--draft", choices=("int8", "fp32"), default="fp32")
+    parser.add_argument("--draft", choices=DRAFT_WEIGHTS, default="fp32")
     parser.add_argument("--targets", default="fp32,bf16",
                         help="Target weight formats to bench, the first one reported at the top level")
     parser.add_argument("--k", type=int, default=4)
@@ -99,11 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="trace/summary directory (default: a temp dir)")
     args = parser.parse_args()
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
-    if not targets or any(name not in ("fp32", "bf16") for name in targets):
-        parser.error(f"--targets takes fp32 and/or bf16, got {args.targets!r}")
-
-    from speccascade.runtime.trio import load_default_trio
-
+    if not targets or any(name not in TARGET_WEIGHTS for name in targets):
+        parser.error(f"--targets takes {' and/or '.join(TARGET_WEIGHTS)}, got {args.targets!r}")
     trio = load_default_trio(args.trio)
     out = args.out or Path(tempfile.mkdtemp(prefix="speccascade-runtime-"))
     bandwidth, matrix_bytes = probed_bandwidth()

@@ -47,7 +47,9 @@ TRANSFORMER_RULES = (
     ShardingRule(r"(attn/out|mlp/down)/(kernel|q)$", 1),
     ShardingRule(r"embed/(embedding|q|scale)$", 0),
 )
-KV_HEAD_AXIS = 1  # cache k/v: per layer [batch, kv_heads, positions, head_dim] / [batch, kv_heads, head_dim, positions]
+# cache k/v, one array per layer: keys [batch, kv_heads, positions, head_dim], values [batch, kv_heads, head_dim,
+# positions]
+KV_HEAD_AXIS = 1
 
 
 def make_mesh(devices: int | None = None) -> Mesh:

@@ -19,7 +19,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from speccascade.hardware.errors import InputError
@@ -81,17 +81,37 @@ QUICK_PLAN = TrioPlan(
 
 @dataclass(frozen=True)
 class Trio:
-    """The trained models as CausalLMs (``draft_int8`` is the Draft with int8 weights, ``target_bf16`` the Target
-    with bfloat16 weights), their tokenizer, and the checkpoint's metadata (corpus, seed, steps, losses,
-    acceptance)."""
+    """The trained models as float32 CausalLMs, their tokenizer, and the checkpoint's metadata (corpus, seed, steps,
+    losses, acceptance). ``draft_int8`` (the Draft with int8 weights) and ``target_bf16`` (the Target with bfloat16
+    weights) are converted from ``modules`` (role -> nnx module) on first use, so loading pays for neither."""
 
     target: CausalLM
     draft: CausalLM
-    draft_int8: CausalLM
     tiny: CausalLM
     tokenizer: ByteBPETokenizer
     metadata: dict
-    target_bf16: CausalLM | None = None
+    modules: dict = field(default_factory=dict, repr=False, compare=False)
+    max_len: int | None = None
+    _converted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def draft_int8(self) -> CausalLM:
+        return self.converted("draft", "int8")
+
+    @property
+    def target_bf16(self) -> CausalLM:
+        return self.converted("target", "bfloat16")
+
+    def converted(self, role: str, weights: str) -> CausalLM:
+        """``role``'s model with its weights in ``weights`` (int8 or bfloat16), built on first use and kept."""
+        if (role, weights) not in self._converted:
+            from speccascade.runtime.models import as_causal_lm
+
+            if role not in self.modules:
+                raise InputError(f"this trio holds no {role} module to convert to {weights} weights")
+            name = f"{role}-{'bf16' if weights == 'bfloat16' else weights}"
+            self._converted[(role, weights)] = as_causal_lm(self.modules[role], name, self.max_len, weights=weights)
+        return self._converted[(role, weights)]
 
     def models(self, target: str = "fp32", draft: str = "fp32") -> dict[str, CausalLM]:
         """{"tiny", "draft", "target"} with the Target's weights in ``target`` (bf16 or fp32) and the Draft's in
@@ -99,9 +119,8 @@ class Trio:
         if target not in TARGET_WEIGHTS or draft not in DRAFT_WEIGHTS:
             raise InputError(f"target weights must be one of {', '.join(TARGET_WEIGHTS)} and draft weights one of "
                              f"{', '.join(DRAFT_WEIGHTS)}; got target {target!r}, draft {draft!r}")
-        chosen_target = self.target_bf16 if target == "bf16" and self.target_bf16 is not None else self.target
         return {"tiny": self.tiny, "draft": self.draft_int8 if draft == "int8" else self.draft,
-                "target": chosen_target}
+                "target": self.target_bf16 if target == "bf16" else self.target}
 
 
 def default_trio_dir() -> Path:
@@ -126,10 +145,8 @@ def load_trio(path: str | Path, max_len: int | None = None) -> Trio:
                              f"has {tokenizer.vocab_size}")
     return Trio(target=as_causal_lm(modules["target"], "target", max_len),
                 draft=as_causal_lm(modules["draft"], "draft", max_len),
-                draft_int8=as_causal_lm(modules["draft"], "draft-int8", max_len, weights="int8"),
                 tiny=tiny_causal_lm(modules["tiny"], "tiny", max_len),
-                tokenizer=tokenizer, metadata=manifest.get("metadata", {}),
-                target_bf16=as_causal_lm(modules["target"], "target-bf16", max_len, weights="bfloat16"))
+                tokenizer=tokenizer, metadata=manifest.get("metadata", {}), modules=modules, max_len=max_len)
 
 
 def load_default_trio(path: str | Path | None = None, train_if_missing: bool = True, seed: int = 0,

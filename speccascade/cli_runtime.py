@@ -20,7 +20,6 @@ from speccascade.hardware.errors import InputError
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 STRATEGIES = ("autoregressive", "speculative", "cascade", "filtered")
-DRAFTS = ("int8", "fp32")
 
 _trio_option = typer.Option(None, "--trio", help="Trained trio directory (default: $SPECCASCADE_HOME/trio; "
                                                   "trained there on first use)")
@@ -45,10 +44,11 @@ def _sampling(greedy: bool, temperature: float, top_k: int, top_p: float):
 
 
 def _models(trio_dir: Optional[Path], draft: str, target: str, seed: int):
-    from speccascade.runtime.trio import TARGET_WEIGHTS, load_default_trio
+    from speccascade.runtime.trio import DRAFT_WEIGHTS, TARGET_WEIGHTS, load_default_trio
 
-    if draft not in DRAFTS:
-        raise InputError(f"--draft must be one of {', '.join(DRAFTS)}, got '{draft}'")
+    # checked before loading: a missing trio is trained first, which takes minutes
+    if draft not in DRAFT_WEIGHTS:
+        raise InputError(f"--draft must be one of {', '.join(DRAFT_WEIGHTS)}, got '{draft}'")
     if target not in TARGET_WEIGHTS:
         raise InputError(f"--target must be one of {', '.join(TARGET_WEIGHTS)}, got '{target}'")
     trio = load_default_trio(trio_dir, seed=seed)

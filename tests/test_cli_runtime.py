@@ -18,7 +18,7 @@ from cli_runner import run
 def fake_trio():
     tokenizer = ByteBPETokenizer([])  # 256 bytes + <|endoftext|>
     tiny, draft, target = toy_trio(vocab=tokenizer.vocab_size, max_len=256, seed=3)
-    return trio_module.Trio(target=target, draft=draft, draft_int8=draft, tiny=tiny, tokenizer=tokenizer,
+    return trio_module.Trio(target=target, draft=draft, tiny=tiny, tokenizer=tokenizer,
                             metadata={})
 
 

@@ -34,19 +34,16 @@ FINAL_LAG = 1
 DRAFT_LAG = 2
 
 
-def feed(model: CausalLM, params: Any, cache: dict, seq: jax.Array, start: jax.Array, count: int
-         ) -> tuple[jax.Array, dict]:
-    """Run ``model`` over ``seq[start : start + count]`` written at positions ``start..``; logits float32[count, V]."""
+def feed(model: CausalLM, params: Any, cache: dict, seq: jax.Array, start: jax.Array, count: int,
+         ids: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """Run ``model`` over ``seq[start : start + count]`` written at positions ``start..``; logits float32[count, V],
+    or float32[count, m] of the vocabulary entries ``ids`` int32[m] only (``CausalLM.forward_columns``)."""
     tokens = jax.lax.dynamic_slice_in_dim(seq, start, count)[None, :]
-    logits, cache = model.forward(params, with_position(cache, start), tokens)
-    return logits[0].astype(jnp.float32), cache
-
-
-def feed_columns(model: CausalLM, params: Any, cache: dict, seq: jax.Array, start: jax.Array, count: int,
-                 ids: jax.Array) -> tuple[jax.Array, dict]:
-    """:func:`feed` with an output head restricted to the vocabulary entries ``ids``: logits float32[count, m]."""
-    tokens = jax.lax.dynamic_slice_in_dim(seq, start, count)[None, :]
-    logits, cache = model.forward_columns(params, with_position(cache, start), tokens, ids)
+    cache = with_position(cache, start)
+    if ids is None:
+        logits, cache = model.forward(params, cache, tokens)
+    else:
+        logits, cache = model.forward_columns(params, cache, tokens, ids)
     return logits[0].astype(jnp.float32), cache
 
 

@@ -31,7 +31,7 @@ from speccascade.runtime.api import CausalLM
 from .base import DRAFT_LAG, Strategy, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
 from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
-from .strategies import check_positive, draft_token_stage, verify_stage
+from .strategies import DraftThenVerify, check_positive, draft_token_stage, verify_stage
 
 
 class VerticalCascade(Strategy):
@@ -119,13 +119,12 @@ class VerticalCascade(Strategy):
                 verify_stage(self, 2, k_outer, self.outer_pair))
 
 
-class FilteredCascade(Strategy):
+class FilteredCascade(DraftThenVerify):
     """The seed's Algorithm 1 made exact: Draft proposals restricted to Tiny's top-m, verified by the Target."""
 
     name = "filtered"
     roles = ("tiny", "draft", "target")
     lags = (DRAFT_LAG, DRAFT_LAG, 1)
-    pair = "draft->target"
 
     def __init__(self, tiny: CausalLM, draft: CausalLM, target: CausalLM, k: int = 4, top_m: int = 32,
                  sampling: SamplingConfig = GREEDY, draft_columns: bool = True):
@@ -139,19 +138,11 @@ class FilteredCascade(Strategy):
         # masks them, which also measures how much Draft mass the filter keeps (topm_coverage_sum)
         self.columns = bool(draft_columns) and draft.forward_columns is not None
 
-    @property
-    def lookahead(self) -> int:
-        return self.k + 1
-
-    @property
-    def pairs(self) -> dict[str, int]:
-        return {self.pair: self.k}
-
     def extras(self) -> dict[str, jax.Array]:
         return {} if self.columns else {"topm_coverage_sum": jnp.zeros((), jnp.float32)}
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "k": self.k, "top_m": self.top_m,
+        return {**super().config(), "top_m": self.top_m,
                 "draft_head": f"{self.top_m} columns" if self.columns else "full, masked"}
 
     def output_columns(self, role: str) -> int | None:
@@ -162,13 +153,11 @@ class FilteredCascade(Strategy):
                 + [("target", self.k + 1)])
 
     def buffers(self) -> dict[str, jax.Array]:
-        buffers = {"i": jnp.zeros((), jnp.int32)}
+        buffers = super().buffers()
         if self.columns:
             buffers["topm_ids"] = jnp.zeros((self.top_m,), jnp.int32)
         else:
             buffers["topm"] = jnp.zeros((self.vocab_size,), jnp.bool_)
-        if not self.sampling.greedy:
-            buffers["q"] = jnp.zeros((self.k, self.vocab_size), jnp.float32)
         return buffers
 
     def _tiny_filter(self, first: bool) -> Stage:

@@ -18,8 +18,7 @@ import jax.numpy as jnp
 from speccascade.hardware.errors import InputError
 from speccascade.runtime.api import CausalLM
 
-from .base import (DRAFT_LAG, FINAL_LAG, Strategy, commit, feed, feed_columns, record_verdict, set_cache,
-                   split_key)
+from .base import DRAFT_LAG, FINAL_LAG, Strategy, commit, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
 from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
 
@@ -68,12 +67,8 @@ def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
         i = jnp.zeros((), jnp.int32) if first else state["i"]
         start = state["length"] - DRAFT_LAG if first else state["length"] + i - 1
         count = DRAFT_LAG if first else 1
-        if columns is not None:
-            ids = state[columns]
-            logits, cache = feed_columns(model, params[index], state["caches"][index], state["seq"], start, count,
-                                         ids)
-        else:
-            logits, cache = feed(model, params[index], state["caches"][index], state["seq"], start, count)
+        logits, cache = feed(model, params[index], state["caches"][index], state["seq"], start, count,
+                             None if columns is None else state[columns])
         state = set_cache(state, index, cache)
         logits = logits[-1]
         if restrict is not None:
@@ -129,18 +124,12 @@ class Autoregressive(Strategy):
         return (Stage("target", step),)
 
 
-class Speculative(Strategy):
-    """Draft -> target speculative decoding with K drafts per step (lossless, any temperature)."""
+class DraftThenVerify(Strategy):
+    """A step of K Draft tokens (one per position, loop counter ``i``) and one Target verification over K + 1
+    positions: the shape that speculative decoding and the filtered cascade share. Subclasses set ``self.k``."""
 
-    name = "speculative"
-    roles = ("draft", "target")
-    lags = (DRAFT_LAG, FINAL_LAG)
     pair = "draft->target"
-
-    def __init__(self, draft: CausalLM, target: CausalLM, k: int = 4, sampling: SamplingConfig = GREEDY):
-        check_positive("k", k)
-        super().__init__((draft, target), sampling)
-        self.k = int(k)
+    k: int
 
     @property
     def lookahead(self) -> int:
@@ -153,14 +142,27 @@ class Speculative(Strategy):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "k": self.k}
 
-    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
-        return [("draft", DRAFT_LAG)] + [("draft", 1)] * (self.k - 1) + [("target", self.k + 1)]
-
     def buffers(self) -> dict[str, jax.Array]:
         buffers = {"i": jnp.zeros((), jnp.int32)}
         if not self.sampling.greedy:  # greedy drafts are point masses: the tokens are the distributions
             buffers["q"] = jnp.zeros((self.k, self.vocab_size), jnp.float32)
         return buffers
+
+
+class Speculative(DraftThenVerify):
+    """Draft -> target speculative decoding with K drafts per step (lossless, any temperature)."""
+
+    name = "speculative"
+    roles = ("draft", "target")
+    lags = (DRAFT_LAG, FINAL_LAG)
+
+    def __init__(self, draft: CausalLM, target: CausalLM, k: int = 4, sampling: SamplingConfig = GREEDY):
+        check_positive("k", k)
+        super().__init__((draft, target), sampling)
+        self.k = int(k)
+
+    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
+        return [("draft", DRAFT_LAG)] + [("draft", 1)] * (self.k - 1) + [("target", self.k + 1)]
 
     def program(self) -> Program:
         k = self.k

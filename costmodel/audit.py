@@ -63,7 +63,7 @@ def resolve(claim: Claim) -> AuditContext:
     for role, level in claim.by_role("placement").items():
         names = [memory.name for memory in chip.memory]
         if level not in names:
-            from speccascade.hardware.errors import InputError
+            from speccascade.errors import InputError
 
             raise InputError(f"claim '{claim.name}': placement of {role} names memory level '{level}'; "
                              f"{chip.name} has {', '.join(names)}")

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from speccascade.hardware import ChipProfile, InputError, ModelProfile
-from speccascade.hardware.registry import read_json, validation_message
+from speccascade.readers import read_json, validation_message
 
 Role = Literal["target", "draft", "tiny"]
 ROLES: tuple[str, ...] = ("target", "draft", "tiny")

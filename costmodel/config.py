@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import read_json, read_toml, validation_message
+from speccascade.errors import InputError
+from speccascade.readers import read_json, read_toml, validation_message
 
 from .tree import marginal_from_cumulative, validate_accuracies
 

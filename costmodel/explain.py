@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from . import forward
 from .strategies import STRATEGY_NAMES

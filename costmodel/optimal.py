@@ -39,7 +39,7 @@ import numpy as np
 import sympy as sp
 from scipy.special import lambertw
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .acceptance import expected_tokens, vertical_expected_tokens
 

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from speccascade.hardware import load_model
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .config import PredictConfig
 from .predict import evaluate

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from speccascade.hardware import ChipProfile
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .acceptance import filtered_total_acceptance, horizontal_expected_tokens
 from .config import PredictConfig

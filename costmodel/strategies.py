@@ -91,7 +91,7 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 def get_strategy(name: str) -> Strategy:
-    from speccascade.hardware.errors import InputError
+    from speccascade.errors import InputError
 
     if name not in STRATEGIES:
         raise InputError(f"unknown strategy {name!r}; known: {', '.join(STRATEGY_NAMES)}")

@@ -24,8 +24,8 @@ from typing import Callable
 import numpy as np
 from pydantic import ValidationError
 
-from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import validation_message
+from speccascade.errors import InputError
+from speccascade.readers import validation_message
 
 from .config import PredictConfig
 from .predict import evaluate

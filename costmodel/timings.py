@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speccascade.hardware import ChipProfile, ModelProfile, load_chip, load_model
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .config import PredictConfig
 from .forward import forward_time

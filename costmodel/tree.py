@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Chip and model profiles (pydantic + one TOML each) and a probe of this machine."""
 
 from .chip import ChipProfile, Corrections, Interconnect, MemoryLevel
-from .errors import InputError, UnknownNameError
+from speccascade.errors import InputError, UnknownNameError
 from .model import BYTES_PER_PARAM, ModelProfile
 from .registry import list_chips, list_models, load_chip, load_model
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .chip import ChipProfile
-from .errors import InputError
+from speccascade.errors import InputError
 from .registry import user_home
 
 MiB = 1 << 20

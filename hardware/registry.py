@@ -7,9 +7,7 @@ shipped in this package. Model names may carry a quantization suffix (``gemma-2b
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,7 +16,8 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .chip import ChipProfile
-from .errors import InputError, UnknownNameError
+from speccascade.errors import InputError, UnknownNameError
+from speccascade.readers import read_toml, validation_message
 from .model import BYTES_PER_PARAM, ModelProfile
 
 ProfileT = TypeVar("ProfileT", bound=BaseModel)
@@ -50,40 +49,6 @@ def list_chips() -> list[str]:
 
 def list_models() -> list[str]:
     return _names("models")
-
-
-def validation_message(error: ValidationError) -> str:
-    """One line naming the first problem of a pydantic error (field path and message)."""
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return f"unknown field '{where}'"
-    if kind == "missing":
-        return f"missing field '{where}'"
-    return f"field '{where}': {first['msg']}"
-
-
-def read_toml(path: Path) -> dict:
-    """Parse one TOML file; a missing or malformed file becomes one :class:`InputError` line naming it."""
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"{path}: not valid TOML ({error})") from None
-
-
-def read_json(path: Path):
-    """Parse one JSON file; a missing, non-file or malformed file becomes one :class:`InputError` line naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a file") from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
 def load_toml_model(path: Path, cls: type[ProfileT]) -> ProfileT:

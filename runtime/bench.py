@@ -25,7 +25,7 @@ from typing import Sequence
 import jax
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .api import CausalLM
 from .decoding import Decoder, SamplingConfig, StepStats, build_strategy

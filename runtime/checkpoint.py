@@ -26,7 +26,7 @@ from flax import nnx
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.models.tiny import Tiny, TinyConfig
 from speccascade.runtime.models.transformer import Transformer, TransformerConfig
 

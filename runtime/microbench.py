@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .api import CausalLM, with_position
 from .traces import ForwardRecord

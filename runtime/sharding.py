@@ -27,7 +27,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .api import CausalLM
 

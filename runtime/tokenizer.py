@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 PATTERN = r" ?[^\W\d]\w*| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"
 EOT = "<|endoftext|>"

@@ -27,8 +27,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import validation_message
+from speccascade.errors import InputError
+from speccascade.readers import validation_message
 
 SCHEMA_VERSION = 1
 SEQUENCE_CHARS = set("AR|")

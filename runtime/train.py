@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.hardware.registry import user_home
 from speccascade.runtime.api import CausalLM
 from speccascade.runtime.tokenizer import ByteBPETokenizer

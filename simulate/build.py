@@ -15,7 +15,7 @@ import numpy as np
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import Prediction, default_k_draft, predict, timings_for
 from speccascade.hardware import ChipProfile
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .empirical import EmpiricalData, empirical_process
 from .policies import DraftPolicy, check_policy, is_fixed

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .policies import is_fixed, leading_true
 from .processes import Draw, apply_limits, count_dtype

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .policies import DraftPolicy, is_fixed
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from speccascade.costmodel.tree import CandidateTree, build_tree
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .processes import count_dtype
 

@@ -11,8 +11,8 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import validation_message
+from speccascade.errors import InputError
+from speccascade.readers import validation_message
 
 from .cli_hardware import app as hardware_app
 from .cli_runtime import app as runtime_app

@@ -17,7 +17,7 @@ from speccascade.costmodel.audit import audit, findings_json
 from speccascade.costmodel.claims import load_claim
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.optimize import Candidate, OptimizeRequest, OptimizeResult, optimize
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .cli_options import config_options
 

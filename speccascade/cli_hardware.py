@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from speccascade.hardware import ChipProfile, ModelProfile, list_chips, list_models, load_chip, load_model
-from speccascade.hardware.errors import UnknownNameError
-from speccascade.hardware.registry import read_toml
+from speccascade.errors import UnknownNameError
+from speccascade.readers import read_toml
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 

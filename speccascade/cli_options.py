@@ -16,8 +16,8 @@ import typer
 from pydantic import ValidationError
 
 from speccascade.costmodel.config import HEADLINE, HeadsAccuracy, PredictConfig
-from speccascade.hardware.errors import InputError
-from speccascade.hardware.registry import validation_message
+from speccascade.errors import InputError
+from speccascade.readers import validation_message
 
 
 def _float_list(text: str | None, flag: str) -> list[float] | None:

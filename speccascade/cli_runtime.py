@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 

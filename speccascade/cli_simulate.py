@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from speccascade.costmodel.config import PredictConfig
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.simulate import ConfidenceThreshold, IID, Markov, SimulationResult, load_empirical, simulate
 from speccascade.simulate.build import PROCESS_KINDS, make_process, target_alpha
 

@@ -12,7 +12,7 @@ from speccascade.costmodel.acceptance import (expected_tokens, horizontal_expect
 from speccascade.costmodel.config import HeadsAccuracy, PredictConfig
 from speccascade.costmodel.predict import predict
 from speccascade.costmodel.tree import build_tree, marginal_from_cumulative
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 # Leviathan et al. 2023, Table 1 (c = 0: the speedup equals the expected tokens per step).
 LEVIATHAN_TABLE_1 = [(0.6, 2, 1.96), (0.7, 3, 2.53), (0.8, 2, 2.44), (0.8, 5, 3.69), (0.9, 2, 2.71), (0.9, 10, 6.86)]

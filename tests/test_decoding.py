@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.api import with_position
 from speccascade.runtime.decoding import (
     Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalCascade, build_strategy,

@@ -13,7 +13,7 @@ from speccascade.costmodel import optimal
 from speccascade.costmodel.acceptance import vertical_expected_tokens
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import evaluate
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 
 def test_issue_example_alpha_075_c_002():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.api import with_position
 from speccascade.runtime.models import (Tiny, TinyConfig, Transformer, TransformerConfig, as_causal_lm,
                                         int8_matmul, quantize_rows, tiny_causal_lm)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 CHECK = Path(__file__).parent / "sharding_check.py"
 

@@ -8,7 +8,7 @@ import pytest
 from speccascade.costmodel.acceptance import expected_tokens
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import predict
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.simulate import (IID, ConfidenceThreshold, EmpiricalBetas, EmpiricalOutcomes, FixedK, Markov,
                                   Positional, build_step_model, load_empirical, markov_rho_range, parse_empirical,
                                   simulate)

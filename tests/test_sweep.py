@@ -12,7 +12,7 @@ from speccascade.costmodel.config import HEADLINE, PredictConfig
 from speccascade.costmodel.plots import pareto_front
 from speccascade.costmodel.predict import predict
 from speccascade.costmodel.sweep import SweepSpec, parse_axis, run_sweep
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from cli_runner import run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.traces import (
     SCHEMA_VERSION, CompileRecord, ForwardRecord, HardwareInfo, Header, ModelInfo, PairRecord, Spread, StepRecord,
     StrategySummary, Summary, TraceWriter, acceptance_from_steps, read_summary, read_trace, write_summary,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.checkpoint import load_model, read_manifest, save_model, write_manifest
 from speccascade.runtime.corpus import stdlib_corpus
 from speccascade.runtime.models import Tiny, TinyConfig, Transformer, TransformerConfig, params_of

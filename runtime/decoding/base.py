@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM, with_position
 
 from .program import Program, State

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 
 from .base import DRAFT_LAG, Strategy, feed, record_verdict, set_cache, split_key

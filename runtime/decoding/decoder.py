@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 from .base import Strategy
 from .program import StagedRunner, State, fuse

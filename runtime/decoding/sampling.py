@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 
 
 @dataclass(frozen=True)

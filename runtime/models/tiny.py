@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 from speccascade.runtime.models.transformer import Embed, Linear, params_of, tree_bytes
 

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from speccascade.hardware.errors import InputError
+from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 from speccascade.runtime.models.quant import Int8Embed, Int8Linear, quantize_params
 

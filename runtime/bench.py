@@ -29,7 +29,9 @@ from speccascade.errors import InputError
 
 from .api import CausalLM
 from .decoding import Decoder, SamplingConfig, StepStats, build_strategy
-from .decoding.build import STRATEGY_NAMES, StrategyKnobs
+from speccascade.strategies import StrategyKnobs
+
+from .decoding.build import STRATEGY_NAMES, check_strategy
 from .decoding.sampling import GREEDY
 from .microbench import time_forwards
 from .overhead import host_overhead
@@ -65,9 +67,8 @@ class BenchConfig:
     extra: dict = field(default_factory=dict)  # recorded in the header (e.g. which draft variant)
 
     def __post_init__(self) -> None:
-        for name in self.strategies:
-            if name not in STRATEGY_NAMES:
-                raise InputError(f"unknown strategy '{name}'; known: {', '.join(STRATEGY_NAMES)}")
+        names = tuple(dict.fromkeys(check_strategy(name, self.knobs)[0] for name in self.strategies))
+        object.__setattr__(self, "strategies", names)  # canonical registry names (aliases resolved)
         if self.new_tokens < 1 or self.repeats < 1 or self.staged_repeats < 0:
             raise InputError("new_tokens and repeats must be >= 1, staged_repeats >= 0")
 

@@ -5,7 +5,7 @@ alternation, ``repeats`` times each, and their medians compared:
 
 * the fused step itself on a fresh copy of the state (donated, as in decoding), including its dispatch and the
   one-vector statistics transfer (what decoding pays);
-* the same step's model forwards only (:meth:`Strategy.forward_plan`: the roles and token counts that step ran, at
+* the same step's model forwards only (:meth:`DecodingStrategy.forward_plan`: the roles and token counts that step ran, at
   the step's context, every logit consumed so XLA cannot drop part of the output layer, each forward's tokens
   taken from the previous forward's argmax so they run one after the other as in the step, not overlapped across
   cores; a Draft that computes only m output columns, as in the filtered cascade, computes m here too), repeated

@@ -15,23 +15,30 @@ from typing import Optional
 
 import typer
 
+from speccascade import strategies as registry
 from speccascade.errors import InputError
+from speccascade.strategies import StrategyKnobs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-STRATEGIES = ("autoregressive", "speculative", "cascade", "filtered")
+# the strategies the runtime executes (its registry implementations), listed without importing jax
+RUNTIME_STRATEGIES = ("autoregressive", "speculative", "vertical", "vertical-budget", "filtered")
+DEFAULT_BENCH = ("autoregressive", "speculative", "vertical-budget", "vertical", "filtered")
 
 _trio_option = typer.Option(None, "--trio", help="Trained trio directory (default: $SPECCASCADE_HOME/trio; "
                                                   "trained there on first use)")
-_k = typer.Option(4, "--k", help="Draft tokens per step (speculative, filtered)")
-_k_outer = typer.Option(6, "--k-outer", help="Cascade: Draft tokens per Target verification")
-_k_inner = typer.Option(3, "--k-inner", help="Cascade: Tiny tokens per Draft review")
-_top_m = typer.Option(64, "--top-m", help="Filtered cascade: the Tiny's top-m candidates the Draft is restricted to")
-_draft = typer.Option("fp32", "--draft", help="Draft weights: fp32, or int8 (the seed's setup; slower than fp32 "
-                                             "on XLA:CPU, which has no fast int8 matmul)")
-_target = typer.Option("fp32", "--target", help="Target weights: fp32, or bf16 (bfloat16 weights, float32 "
-                                                "accumulation; verification over up to 7 tokens costs about one "
-                                                "decoding step on a CPU with AMX)")
+_config = typer.Option(None, "--config", help="The TOML file `predict` and `simulate` take: its strategy, k, "
+                                             "k_tiny and filter_width (flags win)")
+_k = typer.Option(None, "--k", help="Draft tokens per step (vertical: Draft reviews per step; vertical-budget: "
+                                    "tokens delivered per step); default 4")
+_k_tiny = typer.Option(None, "--k-tiny", help="Vertical cascades: Tiny drafts per Draft review; default 3")
+_filter_width = typer.Option(None, "--filter-width", "--m", help="Filtered: the Tiny's top-m candidates the Draft "
+                                                                "is restricted to; default 64")
+_draft = typer.Option("fp32", "--draft-weights", help="Draft weights: fp32, or int8 (the seed's setup; slower than "
+                                                     "fp32 on XLA:CPU, which has no fast int8 matmul)")
+_target = typer.Option("fp32", "--target-weights", help="Target weights: fp32, or bf16 (bfloat16 weights, float32 "
+                                                       "accumulation; verification over up to 7 tokens costs about "
+                                                       "one decoding step on a CPU with AMX)")
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")
@@ -48,11 +55,35 @@ def _models(trio_dir: Optional[Path], draft: str, target: str, seed: int):
 
     # checked before loading: a missing trio is trained first, which takes minutes
     if draft not in DRAFT_WEIGHTS:
-        raise InputError(f"--draft must be one of {', '.join(DRAFT_WEIGHTS)}, got '{draft}'")
+        raise InputError(f"--draft-weights must be one of {', '.join(DRAFT_WEIGHTS)}, got '{draft}'")
     if target not in TARGET_WEIGHTS:
-        raise InputError(f"--target must be one of {', '.join(TARGET_WEIGHTS)}, got '{target}'")
+        raise InputError(f"--target-weights must be one of {', '.join(TARGET_WEIGHTS)}, got '{target}'")
     trio = load_default_trio(trio_dir, seed=seed)
     return trio, trio.models(target=target, draft=draft)
+
+
+def _knobs(config_file: Optional[Path], k, k_tiny, filter_width) -> tuple[StrategyKnobs, str | None]:
+    """Knobs from the flags, else from ``--config`` (the predict/simulate TOML), else the registry's defaults;
+    also the config's strategy (None when it names none or 'auto')."""
+    strategy = None
+    if config_file is not None:
+        from speccascade.costmodel.config import PredictConfig
+
+        config = PredictConfig.from_toml(config_file)
+        fields = config.model_fields_set
+        k = k if k is not None else (config.k if "k" in fields else None)
+        k_tiny = k_tiny if k_tiny is not None else (config.k_tiny if "k_tiny" in fields else None)
+        filter_width = filter_width if filter_width is not None else (
+            config.filter_width if "filter_width" in fields else None)
+        strategy = None if config.strategy == "auto" else config.strategy
+    return StrategyKnobs(k=k, k_tiny=k_tiny, filter_width=filter_width), strategy
+
+
+def _runtime_name(name: str) -> str:
+    canonical = registry.canonical(name)
+    if canonical not in RUNTIME_STRATEGIES:
+        raise InputError(f"the runtime does not run strategy '{canonical}'; it runs: {', '.join(RUNTIME_STRATEGIES)}")
+    return canonical
 
 
 def _prompt_ids(tokenizer, text: str) -> list[int]:
@@ -77,27 +108,31 @@ def train(output: Optional[Path] = typer.Option(None, "--output", help="Checkpoi
 
 
 @app.command()
-def generate(strategy: str = typer.Option(..., "--strategy", help=f"One of: {', '.join(STRATEGIES)}"),
+def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"One of: {', '.join(RUNTIME_STRATEGIES)} "
+                                                    "(or an alias: cascade = vertical)"),
              prompt: str = typer.Option(..., "--prompt", help="Prompt text"),
              max_new: int = typer.Option(64, "--max-new", help="New tokens to generate"),
              greedy: bool = typer.Option(False, "--greedy", help="Greedy decoding (default: sampling)"),
              seed: int = typer.Option(0, "--seed", help="Sampling seed"),
              temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
-             k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
+             k: Optional[int] = _k, k_tiny: Optional[int] = _k_tiny, filter_width: Optional[int] = _filter_width,
+             config_file: Optional[Path] = _config,
              draft: str = _draft, target: str = _target, trio_dir: Optional[Path] = _trio_option,
              as_json: bool = typer.Option(False, "--json", help="Print {text, tokens, acceptance} as JSON")) -> None:
     """Decode PROMPT with one strategy (lossless: the target's distribution, whatever the strategy)."""
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
+    knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
+    strategy = strategy or configured
+    if strategy is None:
+        raise InputError("give --strategy (or a --config file that names one)")
+    strategy = _runtime_name(strategy)
+    knobs.for_strategy(strategy)  # knob ranges checked before any model loads
     if max_new < 1:
         raise InputError(f"--max-new must be >= 1, got {max_new}")
     sampling = _sampling(greedy, temperature, top_k, top_p)
     from speccascade.runtime.decoding import Decoder, build_strategy
-    from speccascade.runtime.decoding.build import StrategyKnobs
 
     trio, models = _models(trio_dir, draft, target, 0)
-    chosen = build_strategy(strategy, models["tiny"], models["draft"], models["target"], sampling,
-                            StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m))
+    chosen = build_strategy(strategy, models["tiny"], models["draft"], models["target"], sampling, knobs)
     ids = _prompt_ids(trio.tokenizer, prompt)
     capacity = len(ids) + max_new + chosen.lookahead
     if capacity > models["target"].max_len:
@@ -117,7 +152,9 @@ def generate(strategy: str = typer.Option(..., "--strategy", help=f"One of: {', 
 
 
 @app.command()
-def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", help="Comma-separated strategies"),
+def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies "
+                                                  f"(default: {','.join(DEFAULT_BENCH)}; with --config: "
+                                                  "autoregressive and the config's strategy)"),
           new_tokens: int = typer.Option(64, "--new-tokens", help="New tokens per generation"),
           repeats: int = typer.Option(4, "--repeats", help="Timed generations per strategy"),
           staged_repeats: int = typer.Option(1, "--staged-repeats", help="Generations timed stage by stage"),
@@ -126,7 +163,8 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
                                                      "four Python-source prompts"),
           greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy (default) or sampled decoding"),
           temperature: float = _temperature, top_k: int = _top_k, top_p: float = _top_p,
-          k: int = _k, k_outer: int = _k_outer, k_inner: int = _k_inner, top_m: int = _top_m,
+          k: Optional[int] = _k, k_tiny: Optional[int] = _k_tiny, filter_width: Optional[int] = _filter_width,
+          config_file: Optional[Path] = _config,
           draft: str = _draft, target: str = _target, trio_dir: Optional[Path] = _trio_option,
           out: Path = typer.Option(Path("runtime-bench"), "--out", help="Directory for trace.jsonl and "
                                                                          "summary.json"),
@@ -138,12 +176,18 @@ def bench(strategies: str = typer.Option(",".join(STRATEGIES), "--strategies", h
           fsync: bool = typer.Option(False, "--fsync", help="fsync the trace after every record"),
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
     """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
-    names = tuple(name.strip() for name in strategies.split(",") if name.strip())
+    knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
+    if strategies is not None:
+        names = tuple(name.strip() for name in strategies.split(",") if name.strip())
+    else:
+        names = DEFAULT_BENCH if configured is None else ("autoregressive", configured)
+    names = tuple(dict.fromkeys(_runtime_name(name) for name in names))
+    for name in names:
+        knobs.for_strategy(name)  # knob ranges checked before any model loads
     sampling = _sampling(greedy, temperature, top_k, top_p)
     from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
-    from speccascade.runtime.decoding.build import StrategyKnobs
 
-    config = BenchConfig(strategies=names, knobs=StrategyKnobs(k=k, k_outer=k_outer, k_inner=k_inner, top_m=top_m),
+    config = BenchConfig(strategies=names, knobs=knobs,
                          sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
                          microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync,
                          extra={"draft_weights": draft, "target_weights": target})

@@ -50,7 +50,7 @@ def transformer_trio():
 def decode(tiny, draft, target, prompts, names):
     outputs = {}
     strategies = {"autoregressive": lambda: Autoregressive(target), "speculative": lambda: Speculative(draft, target, k=3),
-                  "cascade": lambda: VerticalCascade(tiny, draft, target, 3, 2)}
+                  "vertical": lambda: VerticalCascade(tiny, draft, target, 2, 2)}
     for strategy in (strategies[name]() for name in names):
         decoder = Decoder(strategy, CAPACITY)
         outputs[strategy.name] = [list(decoder.generate(prompt, NEW).tokens) for prompt in prompts]
@@ -77,7 +77,7 @@ def main() -> None:
     result["transformer"] = compare(transformer_trio(), None, random_prompts(2, 512, seed=4), mesh,
                                     ("autoregressive", "speculative"))
     result["toy"] = compare(toy_trio(vocab=64, max_len=CAPACITY), TOY_RULES, random_prompts(2, 64, seed=5), mesh,
-                            ("cascade",))
+                            ("vertical",))
     print(json.dumps(result))
 
 

@@ -30,9 +30,9 @@ def patched(monkeypatch, fake_trio):
 
 def test_generate_json_is_lossless_across_strategies(patched, capsys):
     outputs = {}
-    for strategy in ("autoregressive", "speculative", "cascade", "filtered"):
+    for strategy in ("autoregressive", "speculative", "cascade", "vertical-budget", "filtered"):
         code, out, err = run(capsys, "runtime", "generate", "--strategy", strategy, "--prompt", "def f(x):",
-                             "--max-new", "12", "--greedy", "--json", "--top-m", "16")
+                             "--max-new", "12", "--greedy", "--json", "--filter-width", "16", "--k", "2")
         assert code == 0, err
         result = json.loads(out)
         assert set(result) == {"text", "tokens", "acceptance"} and len(result["tokens"]) == 12
@@ -43,12 +43,18 @@ def test_generate_json_is_lossless_across_strategies(patched, capsys):
 
 
 def test_generate_rejects_bad_input(patched, capsys):
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "nonesuch", "--prompt", "x")
+    assert code == 2 and err.startswith("error: unknown strategy 'nonesuch'")
     code, _, err = run(capsys, "runtime", "generate", "--strategy", "medusa", "--prompt", "x")
-    assert code == 2 and err.startswith("error: unknown strategy 'medusa'")
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--draft", "int4")
-    assert code == 2 and "--draft" in err
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--target", "fp8")
-    assert code == 2 and err.startswith("error: --target must be one of bf16, fp32")
+    assert code == 2 and err.startswith("error: the runtime does not run strategy 'heads'")
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--k", "0")
+    assert code == 2 and "k must lie in [1, 256]" in err
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
+                       "--draft-weights", "int4")
+    assert code == 2 and "--draft-weights" in err
+    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
+                       "--target-weights", "fp8")
+    assert code == 2 and err.startswith("error: --target-weights must be one of bf16, fp32")
     code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
                        "--temperature", "0")
     assert code == 2 and "temperature" in err

@@ -10,7 +10,8 @@ import pytest
 from speccascade.errors import InputError
 from speccascade.runtime.api import with_position
 from speccascade.runtime.decoding import (
-    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalCascade, build_strategy,
+    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalBudget, VerticalCascade,
+    build_strategy,
     to_probs, verify_chain,
 )
 
@@ -41,11 +42,13 @@ def decoders(trio):
     tiny, draft, target = trio
     return {"speculative": Decoder(Speculative(draft, target, k=4), CAPACITY),
             "speculative-k1": Decoder(Speculative(draft, target, k=1), CAPACITY),
-            "cascade": Decoder(VerticalCascade(tiny, draft, target, k_outer=5, k_inner=3), CAPACITY),
-            "cascade-small": Decoder(VerticalCascade(tiny, draft, target, k_outer=2, k_inner=1), CAPACITY),
-            "filtered": Decoder(FilteredCascade(tiny, draft, target, k=4, top_m=8), CAPACITY),
-            "filtered-m1": Decoder(FilteredCascade(tiny, draft, target, k=3, top_m=1), CAPACITY),
-            "filtered-masked": Decoder(FilteredCascade(tiny, draft, target, k=4, top_m=8, draft_columns=False),
+            "vertical": Decoder(VerticalCascade(tiny, draft, target, k=3, k_tiny=3), CAPACITY),
+            "vertical-small": Decoder(VerticalCascade(tiny, draft, target, k=2, k_tiny=1), CAPACITY),
+            "budget": Decoder(VerticalBudget(tiny, draft, target, k=5, k_tiny=3), CAPACITY),
+            "budget-small": Decoder(VerticalBudget(tiny, draft, target, k=2, k_tiny=1), CAPACITY),
+            "filtered": Decoder(FilteredCascade(tiny, draft, target, k=4, filter_width=8), CAPACITY),
+            "filtered-m1": Decoder(FilteredCascade(tiny, draft, target, k=3, filter_width=1), CAPACITY),
+            "filtered-masked": Decoder(FilteredCascade(tiny, draft, target, k=4, filter_width=8, draft_columns=False),
                                        CAPACITY)}
 
 
@@ -84,7 +87,7 @@ def test_autoregressive_never_recompiles(reference):
 
 def test_staged_run_matches_fused_and_times_every_model(decoders, prompts, reference):
     expected, _ = reference
-    decoder = decoders["cascade-small"]
+    decoder = decoders["vertical-small"]
     generation = decoder.generate(prompts[0], MAX_NEW, staged=True)
     assert generation.tokens == expected[0]
     for step in generation.steps:
@@ -93,7 +96,7 @@ def test_staged_run_matches_fused_and_times_every_model(decoders, prompts, refer
 
 
 def test_step_statistics_are_consistent(decoders, prompts):
-    decoder = decoders["cascade"]
+    decoder = decoders["budget"]
     generations = [decoder.generate(prompt, 60) for prompt in prompts[:2]]
     saw_reject = saw_all = False
     for step in generations[0].steps + generations[1].steps:
@@ -110,6 +113,37 @@ def test_step_statistics_are_consistent(decoders, prompts):
     assert saw_reject and saw_all  # both the corrected-token and the bonus-token paths ran
     report = generations[0].acceptance()
     assert 0 < report["draft->target"]["alpha"] < 1 and 0 < report["tiny->draft"]["alpha"] < 1
+
+
+def test_fixed_review_cascade_verifies_every_delivered_token(decoders, prompts):
+    """``vertical``: exactly k reviews per step; the Target is offered all delivered tokens (k .. k (k_tiny + 1))."""
+    k, k_tiny = 3, 3
+    saw_bonus = saw_reject = saw_short = False
+    for prompt in prompts[:3]:
+        for step in decoders["vertical"].generate(prompt, 40).steps:
+            outer, inner = step.pairs["draft->target"], step.pairs["tiny->draft"]
+            assert inner.proposed == k * k_tiny and len(inner.sequence.split("|")) == k
+            delivered = inner.accepted + k  # every review adds its own token to its accepted run
+            assert outer.proposed == delivered and k <= delivered <= k * (k_tiny + 1)
+            assert step.emitted == outer.accepted + 1 and outer.accepted <= delivered
+            assert outer.sequence == "A" * outer.accepted + ("R" if outer.accepted < delivered else "")
+            saw_bonus |= outer.accepted == delivered
+            saw_reject |= outer.accepted < delivered
+            saw_short |= delivered < k * (k_tiny + 1)
+    assert saw_bonus and saw_reject and saw_short
+
+
+def test_verify_chain_with_fewer_valid_slots_is_the_shorter_chain():
+    """Slots past ``valid`` are never accepted; all valid accepted -> the bonus comes from p_{valid+1}."""
+    vocab = 6
+    p = jax.nn.one_hot(jnp.asarray([1, 2, 3, 4, 5]), vocab)
+    drafts = jnp.asarray([1, 2, 3, 4])
+    q = jax.nn.one_hot(drafts, vocab)
+    for config in (SamplingConfig(), SamplingConfig(greedy=False)):
+        logits = p if config.greedy else jnp.log(p)
+        verdict = verify_chain(jax.random.key(0), drafts, q, logits, config, jnp.asarray(2))
+        assert int(verdict.accepted) == 2 and int(verdict.token) == 3 and int(verdict.proposed) == 2
+        assert verdict.flags.tolist() == [1, 1, -1, -1] and int(verdict.beta_count) == 2
 
 
 def test_filtered_cascade_draft_computes_only_the_top_m_columns_when_it_can(decoders):
@@ -167,8 +201,10 @@ def test_bad_input_is_an_input_error(trio, decoders):
     with pytest.raises(InputError, match="capacity"):
         Decoder(Autoregressive(target), CAPACITY + 1)
     with pytest.raises(InputError, match="unknown strategy"):
+        build_strategy("no-such-strategy", tiny, draft, target)
+    with pytest.raises(InputError, match="runtime does not implement strategy 'heads'"):
         build_strategy("medusa", tiny, draft, target)
-    with pytest.raises(InputError, match="needs a draft"):
+    with pytest.raises(InputError, match="needs a tiny model"):
         build_strategy("cascade", None, draft, target)
     with pytest.raises(InputError, match="k must be"):
         Speculative(draft, target, k=0)

@@ -15,7 +15,8 @@ import pytest
 from scipy import stats
 
 from speccascade.runtime.decoding import (
-    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalCascade, to_probs, verify_chain,
+    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalBudget, VerticalCascade, to_probs,
+    verify_chain,
 )
 
 from runtime_fixtures import perturbed, toy_transformer
@@ -78,15 +79,16 @@ def chi_square_pvalue(counts: np.ndarray, exact: np.ndarray) -> float:
 
 CASES = {
     "speculative": lambda tiny, draft, target, config: Speculative(draft, target, k=3, sampling=config),
-    "cascade": lambda tiny, draft, target, config: VerticalCascade(tiny, draft, target, 3, 2, sampling=config),
-    "filtered": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, top_m=3,
+    "vertical": lambda tiny, draft, target, config: VerticalCascade(tiny, draft, target, 2, 2, sampling=config),
+    "vertical-budget": lambda tiny, draft, target, config: VerticalBudget(tiny, draft, target, 3, 2, sampling=config),
+    "filtered": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, filter_width=3,
                                                                      sampling=config),
-    "filtered-masked": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, top_m=3,
+    "filtered-masked": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, filter_width=3,
                                                                             sampling=config, draft_columns=False),
 }
 
 
-@pytest.mark.parametrize("name,config", [("speculative", PLAIN), ("cascade", SHAPED), ("filtered", HOT),
+@pytest.mark.parametrize("name,config", [("speculative", PLAIN), ("vertical", SHAPED), ("vertical-budget", SHAPED), ("filtered", HOT),
                                          ("filtered-masked", SHAPED)])
 def test_sampled_strategy_follows_the_target_distribution(trio, name, config):
     strategy = CASES[name](*trio, config)

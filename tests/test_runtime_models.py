@@ -171,7 +171,7 @@ def test_bfloat16_forward_of_a_token_does_not_depend_on_the_tokens_beside_it(mod
 
 def test_bfloat16_target_strategies_are_token_identical_to_greedy_autoregressive(model):
     from speccascade.runtime.decoding import Autoregressive, Decoder, build_strategy
-    from speccascade.runtime.decoding.build import StrategyKnobs
+    from speccascade.strategies import StrategyKnobs
     from speccascade.runtime.decoding.sampling import GREEDY
 
     from runtime_fixtures import perturbed, random_prompts
@@ -183,7 +183,7 @@ def test_bfloat16_target_strategies_are_token_identical_to_greedy_autoregressive
     prompts = random_prompts(20, CONFIG.vocab_size, seed=11)
     reference = Decoder(Autoregressive(target), 64)
     expected = [reference.generate(prompt, 20).tokens for prompt in prompts]
-    knobs = StrategyKnobs(k=4, k_outer=5, k_inner=2, top_m=8)
-    for name in ("speculative", "cascade", "filtered"):
+    knobs = StrategyKnobs(k=4, k_tiny=2, filter_width=8)
+    for name in ("speculative", "vertical", "vertical-budget", "filtered"):
         decoder = Decoder(build_strategy(name, tiny, draft, target, GREEDY, knobs), 64)
         assert [decoder.generate(prompt, 20).tokens for prompt in prompts] == expected, name

@@ -5,16 +5,16 @@
     generation = decoder.generate(prompt_ids, max_new=64)
 """
 
-from .base import Strategy
-from .cascade import FilteredCascade, VerticalCascade
+from .base import DecodingStrategy
+from .cascade import FilteredCascade, VerticalBudget, VerticalCascade
 from .decoder import Decoder, Generation, PairStats, StepStats, summarize_acceptance
 from .program import Loop, Stage, StagedRunner, fuse
 from .sampling import GREEDY, SamplingConfig, sample, to_probs, verify_chain
 from .strategies import Autoregressive, Speculative
-from .build import STRATEGY_NAMES, build_strategy
+from .build import RUNTIME, STRATEGY_NAMES, build_strategy, check_strategy
 
 __all__ = [
-    "GREEDY", "STRATEGY_NAMES", "Autoregressive", "Decoder", "FilteredCascade", "Generation", "Loop", "PairStats",
-    "SamplingConfig", "Speculative", "Stage", "StagedRunner", "StepStats", "Strategy", "VerticalCascade",
-    "build_strategy", "fuse", "sample", "summarize_acceptance", "to_probs", "verify_chain",
+    "GREEDY", "RUNTIME", "STRATEGY_NAMES", "Autoregressive", "Decoder", "FilteredCascade", "Generation", "Loop", "PairStats",
+    "SamplingConfig", "Speculative", "Stage", "StagedRunner", "StepStats", "DecodingStrategy", "VerticalBudget", "VerticalCascade",
+    "build_strategy", "check_strategy", "fuse", "sample", "summarize_acceptance", "to_probs", "verify_chain",
 ]

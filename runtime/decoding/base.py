@@ -5,7 +5,7 @@ State (a dict pytree with fixed shapes, so one compiled step serves every step):
 * ``seq`` int32[C]: prompt + committed tokens in ``[0, length)``; positions from ``length`` on hold the
   current step's provisional (draft) tokens or garbage. ``C`` is the decoder's capacity.
 * ``length`` int32: committed tokens. ``caches``: one cache per model (same order as ``roles``). ``key``: PRNG.
-* ``stats``: per-step counters (reset by :meth:`Strategy.begin`), plus each strategy's own buffers.
+* ``stats``: per-step counters (reset by :meth:`DecodingStrategy.begin`), plus each strategy's own buffers.
 
 Cache invariant (the "lag"): at the start of a step a model with lag ``g`` holds valid cache entries for
 positions ``[0, length - g)`` and its first forward of the step feeds ``seq[length - g : ...]`` starting at
@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM, with_position
 
@@ -31,7 +32,7 @@ from .program import Program, State
 from .sampling import SamplingConfig, Verdict
 
 FINAL_LAG = 1
-DRAFT_LAG = 2
+DRAFT_LAG = registry.DRAFT_LAG
 
 
 def feed(model: CausalLM, params: Any, cache: dict, seq: jax.Array, start: jax.Array, count: int,
@@ -70,8 +71,7 @@ def pair_template(flag_slots: int) -> dict[str, jax.Array]:
 
 
 def record_verdict(pair: dict[str, jax.Array], verdict: Verdict, flag_offset: jax.Array | int) -> dict[str, jax.Array]:
-    proposed = verdict.flags.shape[0]
-    return {"proposed": pair["proposed"] + proposed,
+    return {"proposed": pair["proposed"] + verdict.proposed,
             "tested": pair["tested"] + verdict.beta_count,
             "accepted": pair["accepted"] + verdict.accepted,
             "beta_sum": pair["beta_sum"] + verdict.beta_sum,
@@ -85,8 +85,12 @@ def commit(state: State, verdict: Verdict) -> State:
     return {**state, "seq": seq, "length": length + verdict.accepted + 1}
 
 
-class Strategy(ABC):
-    """A decoding strategy: models by role, a sampling config, and a step program over the shared state."""
+class DecodingStrategy(ABC):
+    """A decoding strategy: models by role, a sampling config, and a step program over the shared state.
+
+    ``name`` is the strategy's registry name (:mod:`speccascade.strategies`); :meth:`knobs` gives its knobs by
+    their registry names, and :meth:`forward_plan` the registry's step shape at those knobs, which the runtime
+    must execute (tests count the forwards a compiled step really runs against it)."""
 
     name: str
     roles: tuple[str, ...]
@@ -104,7 +108,19 @@ class Strategy(ABC):
     def params(self) -> tuple[Any, ...]:
         return tuple(model.params for model in self.models)
 
-    def with_models(self, models: tuple[CausalLM, ...]) -> "Strategy":
+    @property
+    def spec(self) -> registry.StrategySpec:
+        return registry.get(self.name)
+
+    def knobs(self) -> dict[str, int]:
+        """The strategy's knobs by their registry names (``k``, ``k_tiny``, ``filter_width``, ...)."""
+        return {}
+
+    def reviews(self, proposed: dict[str, int]) -> int | None:
+        """Draft reviews one step ran, from the pairs' ``proposed`` counts (None: no reviews in this strategy)."""
+        return None
+
+    def with_models(self, models: tuple[CausalLM, ...]) -> "DecodingStrategy":
         """The same strategy over other models of the same roles (e.g. sharded copies)."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
@@ -136,16 +152,19 @@ class Strategy(ABC):
 
     def config(self) -> dict[str, Any]:
         """What a trace header records about this strategy."""
-        return {"strategy": self.name, "sampling": self.sampling.describe(),
+        return {"strategy": self.name, "sampling": self.sampling.describe(), "knobs": self.knobs(),
                 "models": {role: model.name for role, model in zip(self.roles, self.models)}}
 
     def output_columns(self, role: str) -> int | None:
         """How many output-head columns the forwards of ``role`` compute (None: the whole vocabulary)."""
         return None
 
-    @abstractmethod
     def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
-        """The model forwards one step ran, as (role, new tokens), given each pair's ``proposed`` count."""
+        """The model forwards one step ran, as (role, new tokens), given each pair's ``proposed`` count: the
+        registry's step shape at this strategy's knobs (and the step's review count, where it is random)."""
+        shape = self.spec.step_shape(self.knobs())
+        reviews = self.reviews(proposed) if shape.reviews is None else None
+        return [(f.role, int(f.tokens)) for f in shape.forwards(reviews) for _ in range(int(f.count))]
 
     @abstractmethod
     def program(self) -> Program:

@@ -1,41 +1,48 @@
-"""Build a strategy by name from a (tiny, draft, target) trio: what the CLI and the benchmark use."""
+"""Build a strategy by its registry name (or alias) from models by role: what the CLI and the benchmark use.
+
+The runtime's implementations are registered against :mod:`speccascade.strategies` entries (``RUNTIME``); the
+registry checks the names, the roles a strategy needs and its knobs, so this module holds no list of names.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable, Mapping
 
+from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
+from speccascade.strategies import StrategyKnobs
 
-from .base import Strategy
-from .cascade import FilteredCascade, VerticalCascade
+from .base import DecodingStrategy
+from .cascade import FilteredCascade, VerticalBudget, VerticalCascade
 from .sampling import GREEDY, SamplingConfig
 from .strategies import Autoregressive, Speculative
 
-STRATEGY_NAMES = ("autoregressive", "speculative", "cascade", "filtered")
+Builder = Callable[[Mapping[str, CausalLM], Mapping[str, int], SamplingConfig], DecodingStrategy]
+RUNTIME: registry.Implementations[Builder] = registry.Implementations("runtime")
+RUNTIME.register("autoregressive", lambda m, knobs, s: Autoregressive(m["target"], s))
+RUNTIME.register("speculative", lambda m, knobs, s: Speculative(m["draft"], m["target"], knobs["k"], s))
+RUNTIME.register("vertical", lambda m, knobs, s: VerticalCascade(m["tiny"], m["draft"], m["target"], knobs["k"],
+                                                                 knobs["k_tiny"], s))
+RUNTIME.register("vertical-budget", lambda m, knobs, s: VerticalBudget(m["tiny"], m["draft"], m["target"],
+                                                                       knobs["k"], knobs["k_tiny"], s))
+RUNTIME.register("filtered", lambda m, knobs, s: FilteredCascade(m["tiny"], m["draft"], m["target"], knobs["k"],
+                                                                 knobs["filter_width"], s))
+STRATEGY_NAMES = RUNTIME.names()
 
 
-@dataclass(frozen=True)
-class StrategyKnobs:
-    """Draft lengths: ``k`` for speculative and filtered; ``k_outer``/``k_inner`` for the vertical cascade."""
-
-    k: int = 4
-    k_outer: int = 6
-    k_inner: int = 3
-    top_m: int = 64
+def check_strategy(name: str, knobs: StrategyKnobs = StrategyKnobs()) -> tuple[str, dict[str, int]]:
+    """The canonical name and checked knobs of a strategy the runtime can run (before any model loads)."""
+    RUNTIME.get(name)
+    canonical = registry.canonical(name)
+    return canonical, knobs.for_strategy(canonical)
 
 
 def build_strategy(name: str, tiny: CausalLM | None, draft: CausalLM | None, target: CausalLM,
-                   sampling: SamplingConfig = GREEDY, knobs: StrategyKnobs = StrategyKnobs()) -> Strategy:
-    if name not in STRATEGY_NAMES:
-        raise InputError(f"unknown strategy '{name}'; known: {', '.join(STRATEGY_NAMES)}")
-    needs = {"speculative": (draft,), "cascade": (tiny, draft), "filtered": (tiny, draft)}.get(name, ())
-    if any(model is None for model in needs):
-        raise InputError(f"strategy '{name}' needs a draft{' and a tiny' if len(needs) == 2 else ''} model")
-    if name == "autoregressive":
-        return Autoregressive(target, sampling)
-    if name == "speculative":
-        return Speculative(draft, target, knobs.k, sampling)
-    if name == "cascade":
-        return VerticalCascade(tiny, draft, target, knobs.k_outer, knobs.k_inner, sampling)
-    return FilteredCascade(tiny, draft, target, knobs.k, min(knobs.top_m, target.vocab_size), sampling)
+                   sampling: SamplingConfig = GREEDY, knobs: StrategyKnobs = StrategyKnobs()) -> DecodingStrategy:
+    canonical, values = check_strategy(name, knobs)
+    models = {"tiny": tiny, "draft": draft, "target": target}
+    missing = [role for role in registry.get(canonical).roles if models.get(role) is None]
+    if missing:
+        raise InputError(f"strategy '{canonical}' needs a {' and a '.join(missing)} model")
+    return RUNTIME.get(canonical)(models, values, sampling)

@@ -1,21 +1,29 @@
-"""Three-model cascades: the vertical cascade and the seed paper's filtered cascade (Algorithm 1).
+"""Three-model cascades: the vertical cascade (two variants) and the seed paper's filtered cascade (Algorithm 1).
 
-Vertical cascade (Chen et al. 2024 "Cascade Speculative Drafting"; Spector and Re 2023 "staged"), outer K, inner k:
-  repeat while fewer than K draft-level tokens are ready (a ``Loop``, at most K rounds):
-    Tiny drafts k tokens y_j ~ r_j (lag 2: first forward 2 tokens, then k - 1 forwards of 1);
-    Draft verifies them in one forward over k + 2 tokens (lag 2) -> q_1..q_{k+1}, accepts n with the lossless
-    rule and adds one corrected/bonus token. The n + 1 delivered tokens are exact samples of the Draft's own
-    autoregressive process, and the Draft distribution of each delivered token is q_1..q_{n+1}, known from
-    this forward; they go to a fixed float[K + k + 1, V] buffer.
-  Target verifies the first K delivered tokens against those Draft distributions (the distribution each token
-  was actually drawn from) and commits. Taking the first K tokens of an exact Draft sample is itself an exact
-  Draft sample, so the outer level is ordinary speculative decoding: exactly the Target's distribution.
+Vertical cascade (Chen et al. 2024 "Cascade Speculative Drafting"; Spector and Re 2023 "staged"). One Draft
+*review* (inner draft length k_tiny):
+    Tiny drafts k_tiny tokens y_j ~ r_j (lag 2: first forward 2 tokens, then k_tiny - 1 forwards of 1);
+    Draft verifies them in one forward over k_tiny + 2 tokens (lag 2) -> q_1..q_{k_tiny+1}, accepts n with the
+    lossless rule and adds one corrected/bonus token. The n + 1 delivered tokens are exact samples of the Draft's
+    own autoregressive process, and the Draft distribution of each delivered token is q_1..q_{n+1}, known from
+    this forward; they go to a fixed float[slots, V] buffer.
+The two registered variants (:mod:`speccascade.strategies`) differ only in when reviews stop and what the Target
+verifies:
+  ``vertical`` (:class:`VerticalCascade`): exactly k reviews per step; the Target verifies every delivered token
+    (between k and k (k_tiny + 1) of them) in one forward over the static k (k_tiny + 1) + 1 slots, slots past the
+    delivered count being never accepted (``verify_chain``'s ``valid``). This is the cost model's PGF form.
+  ``vertical-budget`` (:class:`VerticalBudget`): reviews run while fewer than k tokens are delivered (at most k
+    reviews); the Target verifies the first k delivered tokens, a forward over k + 1 tokens.
+Either way the Target verifies against the Draft distributions the tokens were actually drawn from, and a prefix
+of an exact Draft sample is an exact Draft sample, so the outer level is ordinary speculative decoding: exactly
+the Target's distribution.
 
 Filtered cascade (seed 000, Algorithm 1: Tiny proposes, its top candidates filter the Draft, the Target verifies):
-  for each of K positions, Tiny's top-m tokens form a set S; the Draft's proposal is its distribution restricted to
-  S and renormalized, q'(x) = q(x) [x in S] / q(S) (computed as ``to_probs`` of the masked logits); the token is
-  drawn from q' and the Target verifies against q' with the lossless rule. Any q' works, so this is exact too;
-  the filter only changes acceptance (and, with an output layer restricted to S, the Draft's cost).
+  for each of k positions, Tiny's top-m tokens (m = filter_width) form a set S; the Draft's proposal is its
+  distribution restricted to S and renormalized, q'(x) = q(x) [x in S] / q(S) (computed as ``to_probs`` of the
+  masked logits); the token is drawn from q' and the Target verifies against q' with the lossless rule. Any q'
+  works, so this is exact too; the filter only changes acceptance (and, with an output layer restricted to S, the
+  Draft's cost).
 """
 
 from __future__ import annotations
@@ -28,58 +36,69 @@ import jax.numpy as jnp
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 
-from .base import DRAFT_LAG, Strategy, feed, record_verdict, set_cache, split_key
+from .base import DRAFT_LAG, DecodingStrategy, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
 from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
 from .strategies import DraftThenVerify, check_positive, draft_token_stage, verify_stage
 
 
-class VerticalCascade(Strategy):
-    """Tiny -> Draft -> Target: Tiny speculates for Draft (k per round), Draft for Target (K per step)."""
+class _ReviewCascade(DecodingStrategy):
+    """Tiny -> Draft -> Target with Draft reviews of k_tiny Tiny drafts; subclasses set when reviews stop
+    (:meth:`_more_reviews`) and how many delivered tokens the Target verifies (:attr:`verify_slots`)."""
 
-    name = "cascade"
     roles = ("tiny", "draft", "target")
     lags = (DRAFT_LAG, DRAFT_LAG, 1)
     inner_pair = "tiny->draft"
     outer_pair = "draft->target"
 
-    def __init__(self, tiny: CausalLM, draft: CausalLM, target: CausalLM, k_outer: int = 6, k_inner: int = 3,
+    def __init__(self, tiny: CausalLM, draft: CausalLM, target: CausalLM, k: int = 4, k_tiny: int = 3,
                  sampling: SamplingConfig = GREEDY):
-        check_positive("k_outer", k_outer)
-        check_positive("k_inner", k_inner)
+        check_positive("k", k)
+        check_positive("k_tiny", k_tiny)
         super().__init__((tiny, draft, target), sampling)
-        self.k_outer, self.k_inner = int(k_outer), int(k_inner)
+        self.k, self.k_tiny = int(k), int(k_tiny)
+
+    @property
+    def max_reviews(self) -> int:
+        return self.k
+
+    @property
+    def verify_slots(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def delivered_slots(self) -> int:
+        """Rows of the delivered-token buffer: the last review starts below ``verify_slots`` and adds <= k_tiny+1."""
+        return max(self.verify_slots, self.k) + self.k_tiny + 1
 
     @property
     def lookahead(self) -> int:
-        return self.k_outer + self.k_inner + 1
+        return self.delivered_slots
 
     @property
     def pairs(self) -> dict[str, int]:
-        return {self.inner_pair: self.k_outer * self.k_inner, self.outer_pair: self.k_outer}
+        return {self.inner_pair: self.max_reviews * self.k_tiny, self.outer_pair: self.verify_slots}
 
     @property
     def verify_sizes(self) -> dict[str, int]:
-        return {self.inner_pair: self.k_inner, self.outer_pair: self.k_outer}
+        return {self.inner_pair: self.k_tiny, self.outer_pair: self.verify_slots}
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "k_outer": self.k_outer, "k_inner": self.k_inner}
+    def knobs(self) -> dict[str, int]:
+        return {"k": self.k, "k_tiny": self.k_tiny}
 
-    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
-        rounds = proposed[self.inner_pair] // self.k_inner
-        one_round = [("tiny", DRAFT_LAG)] + [("tiny", 1)] * (self.k_inner - 1) + [("draft", self.k_inner + DRAFT_LAG)]
-        return one_round * rounds + [("target", self.k_outer + 1)]
+    def reviews(self, proposed: dict[str, int]) -> int:
+        return proposed[self.inner_pair] // self.k_tiny
 
     def buffers(self) -> dict[str, jax.Array]:
         vocab = self.vocab_size
         buffers = {"count": jnp.zeros((), jnp.int32), "rounds": jnp.zeros((), jnp.int32)}
         if not self.sampling.greedy:  # greedy drafts are point masses: the tokens are the distributions
-            buffers["q"] = jnp.zeros((self.k_outer + self.k_inner + 1, vocab), jnp.float32)
-            buffers["r"] = jnp.zeros((self.k_inner, vocab), jnp.float32)
+            buffers["q"] = jnp.zeros((self.delivered_slots, vocab), jnp.float32)
+            buffers["r"] = jnp.zeros((self.k_tiny, vocab), jnp.float32)
         return buffers
 
     def _tiny_propose(self, params: Any, state: State) -> State:
-        tiny, config, k = self.models[0], self.sampling, self.k_inner
+        tiny, config, k = self.models[0], self.sampling, self.k_tiny
         base = state["length"] + state["count"]  # working length L
 
         # the first draft feeds 2 tokens from L - 2 (lag 2); later drafts 1 token each, unrolled (k is small)
@@ -94,7 +113,7 @@ class VerticalCascade(Strategy):
         return state
 
     def _draft_review(self, params: Any, state: State) -> State:
-        draft, config, k = self.models[1], self.sampling, self.k_inner
+        draft, config, k = self.models[1], self.sampling, self.k_tiny
         count = state["count"]
         base = state["length"] + count
         logits, cache = feed(draft, params[1], state["caches"][1], state["seq"], base - DRAFT_LAG, k + DRAFT_LAG)
@@ -112,11 +131,47 @@ class VerticalCascade(Strategy):
             state["q"] = jax.lax.dynamic_update_slice_in_dim(state["q"], to_probs(logits, config), count, 0)
         return state
 
+    def _more_reviews(self, state: State) -> jax.Array:
+        raise NotImplementedError
+
+    def _verify(self) -> Stage:
+        raise NotImplementedError
+
     def program(self) -> Program:
-        k_outer = self.k_outer
-        return (Loop(lambda state: state["count"] < k_outer,
-                     (Stage("tiny", self._tiny_propose), Stage("draft", self._draft_review))),
-                verify_stage(self, 2, k_outer, self.outer_pair))
+        return (Loop(self._more_reviews, (Stage("tiny", self._tiny_propose), Stage("draft", self._draft_review))),
+                self._verify())
+
+
+class VerticalCascade(_ReviewCascade):
+    """``vertical``: k Draft reviews per step, the Target verifies every delivered token (k .. k (k_tiny+1))."""
+
+    name = "vertical"
+
+    @property
+    def verify_slots(self) -> int:
+        return self.k * (self.k_tiny + 1)
+
+    def _more_reviews(self, state: State) -> jax.Array:
+        return state["rounds"] < self.k
+
+    def _verify(self) -> Stage:
+        return verify_stage(self, 2, self.verify_slots, self.outer_pair, valid="count")
+
+
+class VerticalBudget(_ReviewCascade):
+    """``vertical-budget``: Draft reviews until k tokens are delivered, the Target verifies the first k."""
+
+    name = "vertical-budget"
+
+    @property
+    def verify_slots(self) -> int:
+        return self.k
+
+    def _more_reviews(self, state: State) -> jax.Array:
+        return state["count"] < self.k
+
+    def _verify(self) -> Stage:
+        return verify_stage(self, 2, self.k, self.outer_pair)
 
 
 class FilteredCascade(DraftThenVerify):
@@ -126,14 +181,14 @@ class FilteredCascade(DraftThenVerify):
     roles = ("tiny", "draft", "target")
     lags = (DRAFT_LAG, DRAFT_LAG, 1)
 
-    def __init__(self, tiny: CausalLM, draft: CausalLM, target: CausalLM, k: int = 4, top_m: int = 32,
+    def __init__(self, tiny: CausalLM, draft: CausalLM, target: CausalLM, k: int = 4, filter_width: int = 64,
                  sampling: SamplingConfig = GREEDY, draft_columns: bool = True):
         check_positive("k", k)
-        check_positive("top_m", top_m)
+        check_positive("filter_width", filter_width)
         super().__init__((tiny, draft, target), sampling)
-        if top_m > self.vocab_size:
-            raise InputError(f"top_m ({top_m}) exceeds the vocabulary size ({self.vocab_size})")
-        self.k, self.top_m = int(k), int(top_m)
+        if filter_width > self.vocab_size:
+            raise InputError(f"filter_width ({filter_width}) exceeds the vocabulary size ({self.vocab_size})")
+        self.k, self.filter_width = int(k), int(filter_width)
         # the Draft computes only the m columns of its output head when it can; otherwise it computes all V and
         # masks them, which also measures how much Draft mass the filter keeps (topm_coverage_sum)
         self.columns = bool(draft_columns) and draft.forward_columns is not None
@@ -141,33 +196,31 @@ class FilteredCascade(DraftThenVerify):
     def extras(self) -> dict[str, jax.Array]:
         return {} if self.columns else {"topm_coverage_sum": jnp.zeros((), jnp.float32)}
 
+    def knobs(self) -> dict[str, int]:
+        return {"k": self.k, "filter_width": self.filter_width}
+
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "top_m": self.top_m,
-                "draft_head": f"{self.top_m} columns" if self.columns else "full, masked"}
+        return {**super().config(), "draft_head": f"{self.filter_width} columns" if self.columns else "full, masked"}
 
     def output_columns(self, role: str) -> int | None:
-        return self.top_m if role == "draft" and self.columns else None
-
-    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
-        return ([("tiny", DRAFT_LAG), ("draft", DRAFT_LAG)] + [("tiny", 1), ("draft", 1)] * (self.k - 1)
-                + [("target", self.k + 1)])
+        return self.filter_width if role == "draft" and self.columns else None
 
     def buffers(self) -> dict[str, jax.Array]:
         buffers = super().buffers()
         if self.columns:
-            buffers["topm_ids"] = jnp.zeros((self.top_m,), jnp.int32)
+            buffers["topm_ids"] = jnp.zeros((self.filter_width,), jnp.int32)
         else:
             buffers["topm"] = jnp.zeros((self.vocab_size,), jnp.bool_)
         return buffers
 
     def _tiny_filter(self, first: bool) -> Stage:
-        tiny, top_m = self.models[0], self.top_m
+        tiny, filter_width = self.models[0], self.filter_width
 
         def step(params: Any, state: State) -> State:
             start = state["length"] - DRAFT_LAG if first else state["length"] + state["i"] - 1
             logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], start,
                                  DRAFT_LAG if first else 1)
-            top = jax.lax.top_k(logits[-1], top_m)[1].astype(jnp.int32)
+            top = jax.lax.top_k(logits[-1], filter_width)[1].astype(jnp.int32)
             if self.columns:
                 return {**set_cache(state, 0, cache), "topm_ids": top}
             mask = jnp.zeros((self.vocab_size,), jnp.bool_).at[top].set(True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from speccascade.errors import InputError
 
-from .base import Strategy
+from .base import DecodingStrategy
 from .program import StagedRunner, State, fuse
 
 MIN_BUCKET = 8
@@ -100,7 +100,7 @@ def _bucket(length: int, capacity: int) -> int:
 class Decoder:
     """Compiles and runs one strategy with a fixed token capacity (prompt + new tokens + lookahead)."""
 
-    def __init__(self, strategy: Strategy, capacity: int, donate: bool = True):
+    def __init__(self, strategy: DecodingStrategy, capacity: int, donate: bool = True):
         for model in strategy.models:
             if capacity > model.max_len:
                 raise InputError(f"capacity {capacity} exceeds model '{model.name}' max_len {model.max_len}")

@@ -94,21 +94,27 @@ def overlap(p: jax.Array, q: jax.Array) -> jax.Array:
 class Verdict:
     """Outcome of verifying one chain of K draft tokens (all arrays; a pytree via ``jax.tree_util``)."""
 
-    accepted: jax.Array   # int32: number of leading draft tokens accepted, 0..K
+    accepted: jax.Array   # int32: number of leading draft tokens accepted, 0..valid
     token: jax.Array      # int32: the corrected (first rejection) or bonus (all accepted) token
     flags: jax.Array      # int8[K]: 1 accepted, 0 rejected, -1 not reached
     beta_sum: jax.Array   # float32: sum of beta over the reached positions
-    beta_count: jax.Array  # int32: number of reached positions, min(accepted + 1, K)
+    beta_count: jax.Array  # int32: number of reached positions, min(accepted + 1, valid)
+    proposed: jax.Array   # int32: draft tokens offered (``valid``; K unless fewer were real)
 
 
 jax.tree_util.register_dataclass(
-    Verdict, data_fields=["accepted", "token", "flags", "beta_sum", "beta_count"], meta_fields=[])
+    Verdict, data_fields=["accepted", "token", "flags", "beta_sum", "beta_count", "proposed"], meta_fields=[])
 
 
 def verify_chain(key: jax.Array, drafts: jax.Array, q: jax.Array | None, logits: jax.Array,
-                 config: SamplingConfig) -> Verdict:
+                 config: SamplingConfig, valid: jax.Array | None = None) -> Verdict:
     """Lossless verification of ``drafts`` (int32[K], drawn from ``q`` float[K, V]) against the verifier's
     ``logits`` float[K+1, V] (transformed by ``config`` into p_1..p_{K+1}).
+
+    ``valid`` (int32, <= K; default K): only the first ``valid`` drafts are real (a static buffer of K slots that
+    one step filled partly, as in the vertical cascade with a fixed number of reviews). Slots from ``valid`` on are
+    never accepted and their q rows count as zero, so when all ``valid`` drafts pass, the extra token is the bonus
+    sample of p_{valid+1}, exactly as if the chain had length ``valid``.
 
     Returns how many drafts are accepted and the one extra token to emit after them (see module docstring).
     Greedy: every distribution is a point mass, so the rule needs only argmaxes (``q`` may be None): accept while
@@ -116,19 +122,22 @@ def verify_chain(key: jax.Array, drafts: jax.Array, q: jax.Array | None, logits:
     the argmaxes agree."""
     k = drafts.shape[0]
     rows = jnp.arange(k)
+    valid = jnp.asarray(k if valid is None else valid, jnp.int32)
+    real = rows < valid
     if config.greedy:
         best = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        ok = drafts == best[:k]
+        ok = (drafts == best[:k]) & real
         accepted = jnp.sum(jnp.cumprod(ok.astype(jnp.int32))).astype(jnp.int32)
         token = best[accepted]
         betas = ok.astype(jnp.float32)
     else:
         p = to_probs(logits, config)
+        q = jnp.where(real[:, None], q, 0.0)
         accept_key, residual_key = jax.random.split(key)
         p_draft = p[rows, drafts]
         q_draft = q[rows, drafts]
         uniform = jax.random.uniform(accept_key, (k,), dtype=jnp.float32)
-        ok = uniform * q_draft < p_draft
+        ok = (uniform * q_draft < p_draft) & real
         accepted = jnp.sum(jnp.cumprod(ok.astype(jnp.int32))).astype(jnp.int32)
         q_padded = jnp.concatenate([q, jnp.zeros_like(q[:1])], axis=0)
         residual = jnp.maximum(p[accepted] - q_padded[accepted], 0.0)
@@ -136,11 +145,11 @@ def verify_chain(key: jax.Array, drafts: jax.Array, q: jax.Array | None, logits:
         residual = jnp.where(mass > 0, residual / jnp.where(mass > 0, mass, 1.0), p[accepted])
         token = sample(residual_key, residual, config)
         betas = overlap(p[:k], q)
-    reached = rows <= accepted
-    flags = jnp.where(rows < accepted, 1, jnp.where(rows == accepted, 0, -1)).astype(jnp.int8)
+    reached = (rows <= accepted) & real
+    flags = jnp.where(rows < accepted, 1, jnp.where(reached, 0, -1)).astype(jnp.int8)
     beta_sum = jnp.sum(jnp.where(reached, betas, 0.0))
     beta_count = jnp.sum(reached).astype(jnp.int32)
-    return Verdict(accepted, token, flags, beta_sum, beta_count)
+    return Verdict(accepted, token, flags, beta_sum, beta_count, valid)
 
 
 def draw(key: jax.Array, logits: jax.Array, config: SamplingConfig) -> tuple[jax.Array, jax.Array | None]:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 
-from .base import DRAFT_LAG, FINAL_LAG, Strategy, commit, feed, record_verdict, set_cache, split_key
+from .base import DRAFT_LAG, FINAL_LAG, DecodingStrategy, commit, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
 from .sampling import GREEDY, SamplingConfig, draw, to_probs, verify_chain
 
@@ -28,8 +28,10 @@ def check_positive(name: str, value: int) -> None:
         raise InputError(f"{name} must be >= 1, got {value}")
 
 
-def verify_stage(strategy: Strategy, target_index: int, k: int, pair: str, q_buffer: str = "q") -> Stage:
-    """The final verification: the target scores ``seq[length-1 : length+K]`` and commits a verdict."""
+def verify_stage(strategy: DecodingStrategy, target_index: int, k: int, pair: str, q_buffer: str = "q",
+                 valid: str | None = None) -> Stage:
+    """The final verification: the target scores ``seq[length-1 : length+K]`` and commits a verdict. ``valid``
+    names a state counter when fewer than K of the K slots hold drafts (see :func:`.sampling.verify_chain`)."""
     target = strategy.models[target_index]
     config = strategy.sampling
 
@@ -41,7 +43,7 @@ def verify_stage(strategy: Strategy, target_index: int, k: int, pair: str, q_buf
         state, key = split_key(state, config)
         drafts = jax.lax.dynamic_slice_in_dim(state["seq"], length, k)
         q = None if config.greedy else state[q_buffer][:k]
-        verdict = verify_chain(key, drafts, q, logits, config)
+        verdict = verify_chain(key, drafts, q, logits, config, None if valid is None else state[valid])
         stats = state["stats"]
         pairs = {**stats["pairs"], pair: record_verdict(stats["pairs"][pair], verdict, 0)}
         state = {**state, "stats": {**stats, "pairs": pairs}}
@@ -50,7 +52,7 @@ def verify_stage(strategy: Strategy, target_index: int, k: int, pair: str, q_buf
     return Stage("target", verify)
 
 
-def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
+def draft_token_stage(strategy: DecodingStrategy, index: int, role: str, first: bool,
                       restrict: str | None = None, columns: str | None = None) -> Stage:
     """One draft token at working position ``length + i`` (``i`` in state): feed, sample, store q_i.
 
@@ -93,7 +95,7 @@ def draft_token_stage(strategy: Strategy, index: int, role: str, first: bool,
     return Stage(role, step)
 
 
-class Autoregressive(Strategy):
+class Autoregressive(DecodingStrategy):
     """Plain decoding: one target forward over 1 token per emitted token. The baseline every speedup uses."""
 
     name = "autoregressive"
@@ -106,9 +108,6 @@ class Autoregressive(Strategy):
     @property
     def lookahead(self) -> int:
         return 1
-
-    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
-        return [("target", 1)]
 
     def program(self) -> Program:
         target = self.models[0]
@@ -124,7 +123,7 @@ class Autoregressive(Strategy):
         return (Stage("target", step),)
 
 
-class DraftThenVerify(Strategy):
+class DraftThenVerify(DecodingStrategy):
     """A step of K Draft tokens (one per position, loop counter ``i``) and one Target verification over K + 1
     positions: the shape that speculative decoding and the filtered cascade share. Subclasses set ``self.k``."""
 
@@ -139,8 +138,8 @@ class DraftThenVerify(Strategy):
     def pairs(self) -> dict[str, int]:
         return {self.pair: self.k}
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "k": self.k}
+    def knobs(self) -> dict[str, int]:
+        return {"k": self.k}
 
     def buffers(self) -> dict[str, jax.Array]:
         buffers = {"i": jnp.zeros((), jnp.int32)}
@@ -160,9 +159,6 @@ class Speculative(DraftThenVerify):
         check_positive("k", k)
         super().__init__((draft, target), sampling)
         self.k = int(k)
-
-    def forward_plan(self, proposed: dict[str, int]) -> list[tuple[str, int]]:
-        return [("draft", DRAFT_LAG)] + [("draft", 1)] * (self.k - 1) + [("target", self.k + 1)]
 
     def program(self) -> Program:
         k = self.k

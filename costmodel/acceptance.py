@@ -11,6 +11,10 @@ Leviathan et al. 2023); ``alpha_tiny`` the same for Tiny tokens reviewed by the 
   generating function is phi(z) = (1 - a0) z G(a0 z, k0) + a0^k0 z^(k0+1), G(r, n) = sum_{i<n} r^i. K reviews give
   M = X_1 + ... + X_K draft tokens; the target keeps a prefix, so E = E[sum_{j=0}^{M} a^j] = (1 - a phi(a)^K) / (1 - a),
   with the limit 1 + K G(a0, k0 + 1) at a = 1.
+- Vertical cascade with a delivered-token budget (``vertical-budget``): reviews run until K tokens are delivered and
+  the target verifies the first K, so E = (1 - a^(K+1)) / (1 - a) as in speculative decoding; the number R of
+  reviews is random, a renewal count over the review yields X: E[R](n) = 1 + sum_j P(X = j) E[R](n - j) with
+  E[R](n <= 0) = 0 (:func:`expected_reviews`).
 - Horizontal cascade (position-dependent drafters): E = 1 + sum_i prod_{j<=i} alpha_j.
 """
 
@@ -39,15 +43,16 @@ EXPECTED_VERTICAL = sp.Piecewise(
     (1 + K * geometric_sum(ALPHA_TINY, K_TINY + 1), sp.Abs(1 - ALPHA) < UNIT_TOLERANCE),
     ((1 - ALPHA * review_pgf(ALPHA) ** K) / (1 - ALPHA), True),
 )
-# Draft tokens one target step verifies in the vertical cascade (static buffer: every review fully accepted).
-VERTICAL_DRAFT_TOKENS = K * (K_TINY + 1)
+EXPECTED_REVIEWS = sp.Symbol("expected_reviews", positive=True)  # vertical-budget: E[R], see expected_reviews
+
+
+_FORMS = {"speculative": (EXPECTED_SPECULATIVE, (ALPHA, K)),
+          "vertical": (EXPECTED_VERTICAL, (ALPHA, ALPHA_TINY, K, K_TINY))}
 
 
 @lru_cache(maxsize=None)
 def _compiled(which: str) -> CompiledExpression:
-    if which == "speculative":
-        return compile_expression(EXPECTED_SPECULATIVE, (ALPHA, K))
-    return compile_expression(EXPECTED_VERTICAL, (ALPHA, ALPHA_TINY, K, K_TINY))
+    return compile_expression(*_FORMS[which])
 
 
 def expected_tokens(alpha, k) -> np.ndarray:
@@ -68,6 +73,29 @@ def review_yield_distribution(alpha_tiny: float, k_tiny: int) -> np.ndarray:
     probabilities[1:k_tiny + 1] = (1 - alpha_tiny) * alpha_tiny ** (j - 1)
     probabilities[k_tiny + 1] = alpha_tiny**k_tiny
     return probabilities
+
+
+def expected_reviews(k, k_tiny, alpha_tiny) -> np.ndarray:
+    """E[R]: expected Draft reviews until at least ``k`` tokens are delivered, each review of ``k_tiny`` Tiny
+    drafts yielding X tokens with P(X = j) = (1 - a0) a0^(j-1) (j <= k_tiny), P(X = k_tiny + 1) = a0^k_tiny.
+
+    Renewal recursion m(n) = 1 + sum_j P(X = j) m(n - j), m(n <= 0) = 0, evaluated for n = 1..max(k) at once over
+    broadcast arrays (O(max k * max k_tiny) array operations). Limits: a0 = 0 gives k reviews; a0 = 1 gives
+    ceil(k / (k_tiny + 1))."""
+    k, k_tiny, alpha_tiny = np.broadcast_arrays(np.asarray(k, float), np.asarray(k_tiny, float),
+                                                np.asarray(alpha_tiny, float))
+    top_k, top_inner = int(np.max(k)), int(np.max(k_tiny))
+    yields = np.arange(1, top_inner + 2)  # j = 1 .. max k_tiny + 1
+    j = yields.reshape((-1,) + (1,) * k.ndim)
+    with np.errstate(invalid="ignore"):
+        p_yield = np.where(j <= k_tiny, (1 - alpha_tiny) * alpha_tiny ** (j - 1),
+                           np.where(j == k_tiny + 1, alpha_tiny ** k_tiny, 0.0))
+    m = [np.zeros_like(k)]  # m[n] for n = 0 .. top_k
+    for n in range(1, top_k + 1):
+        m.append(np.ones_like(k) + sum(p_yield[index] * m[n - int(step)] for index, step in enumerate(yields)
+                                       if step < n))
+    stacked = np.stack(m)  # [top_k + 1, ...]
+    return np.take_along_axis(stacked, k.astype(int)[None], axis=0)[0]
 
 
 def horizontal_expected_tokens(alphas) -> np.ndarray:

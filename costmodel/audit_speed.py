@@ -14,9 +14,12 @@ import math
 
 import numpy as np
 
+from speccascade import strategies as registry
+
 from .audit import PRODUCT_TOLERANCE, RATIO_TOLERANCE, AuditContext, Finding, finding, speedup_ceiling
 from .config import PredictConfig
 from .placement import Resident, place
+from .optimize import searchable
 from .predict import evaluate
 from .timings import StageTimings
 
@@ -32,7 +35,8 @@ def claim_timings(ctx: AuditContext) -> StageTimings:
     names = {role: model.name for role, model in ctx.models.items()}
     config = PredictConfig(hardware=ctx.chip.name, chips=claim.tp, batch=claim.batch, context=claim.context, **names)
     tensor_parallel = {role: (claim.tp if role == "target" else 1) for role in ctx.models}
-    verify = int(K_SEARCH.max() * (K_TINY_SEARCH.max() + 1) + 1) if claim.k is None else (claim.k + 1)
+    knobs = {"k": claim.k or int(K_SEARCH.max()), "k_tiny": claim.k_tiny or int(K_TINY_SEARCH.max())}
+    verify = int(registry.get(claim.strategy).step_shape(knobs).verify_tokens())  # the largest step searched
     residents = [Resident(role, model, tensor_parallel[role], verify if role == "target" else 1)
                  for role, model in ctx.models.items()]
     placement = place(ctx.chip, residents, batch=claim.batch, context=claim.context)
@@ -48,7 +52,7 @@ def _speed_cases(ctx: AuditContext) -> list[tuple[str, str, float, float | None,
     claim, reported, acceptance = ctx.claim, ctx.claim.reported, ctx.claim.acceptance
     cases = []
     method = _reported_rate(reported.tokens_per_s, reported.ms_per_token)
-    if method is not None and claim.strategy == "autoregressive":
+    if method is not None and not registry.get(claim.strategy).pairs:  # autoregressive: no acceptance
         cases.append(("", "the method", method, None, None))
     elif method is not None and acceptance.total is not None:
         cases.append(("", "the method", method, acceptance.total, claim.k))
@@ -93,45 +97,50 @@ def check_speed_bound(ctx: AuditContext) -> list[Finding]:
 
 def _best_modelled(timings: StageTimings, strategy: str, acceptance: float, stages: list[float],
                    k: int | None, k_tiny: int | None, filter_width: int | None) -> tuple[float, str]:
-    """The cost model's best ms/token for a strategy at the stated acceptance, and the configuration."""
+    """The cost model's best ms/token for a strategy at the stated acceptance, and the configuration: a grid over
+    the strategy's registry knobs (those the claim states are held), the stated acceptance given to the pair the
+    target verifies (alpha, or gamma_total for the filtered cascade) and the first stated stage to the Tiny pair."""
     config = timings.config
-    ks = np.asarray([float(k)]) if k is not None else K_SEARCH
-    if strategy == "autoregressive":
-        return float(evaluate("autoregressive", config, timings)["ms_per_token"]), "autoregressive"
-    if strategy == "speculative":
-        ms = np.asarray(evaluate("speculative", config, timings, k=ks, alpha=acceptance)["ms_per_token"])
-        return float(ms.min()), f"K={int(ks[int(ms.argmin())])}"
-    if strategy == "vertical":
-        k0s = np.asarray([float(k_tiny)]) if k_tiny is not None else K_TINY_SEARCH
-        alpha_tiny = stages[0] if stages else 1.0
-        ms = np.asarray(evaluate("vertical", config, timings, k=ks[:, None], k_tiny=k0s[None, :], alpha=acceptance,
-                                 alpha_tiny=alpha_tiny)["ms_per_token"])
+    spec = registry.get(strategy)
+    if not spec.pairs:
+        return float(evaluate(strategy, config, timings)["ms_per_token"]), strategy
+    grids = {"k": (np.asarray([float(k)]) if k is not None else K_SEARCH)[:, None]}
+    if "k_tiny" in spec.knob_names:
+        grids["k_tiny"] = (np.asarray([float(k_tiny)]) if k_tiny is not None else K_TINY_SEARCH)[None, :]
+    parameters = {pair.parameter for pair in spec.pairs}
+    overrides = {next(pair.parameter for pair in spec.pairs if pair.verifier == "target"): acceptance}
+    notes = ""
+    if "alpha_tiny" in parameters:
+        overrides["alpha_tiny"] = stages[0] if stages else 1.0
+        notes = f", alpha_tiny={overrides['alpha_tiny']:g}"
+    widths = ([filter_width] if filter_width else list(FILTER_WIDTHS)) if "filter_width" in spec.knob_names else [None]
+    best = (math.inf, "")
+    for width in widths:
+        variant = config if width is None else config.model_copy(update={"filter_width": width})
+        ms = np.broadcast_to(np.asarray(evaluate(strategy, variant, timings, **grids, **overrides)["ms_per_token"]),
+                             np.broadcast_shapes(*(grid.shape for grid in grids.values())))
         i, j = np.unravel_index(int(ms.argmin()), ms.shape)
-        return float(ms.min()), f"K={int(ks[i])}, k_tiny={int(k0s[j])}, alpha_tiny={alpha_tiny:g}"
-    if strategy == "filtered":
-        best = (math.inf, "")
-        for width in ([filter_width] if filter_width else FILTER_WIDTHS):
-            variant = config.model_copy(update={"filter_width": width})
-            ms = np.asarray(evaluate("filtered", variant, timings, k=ks, gamma_total=acceptance)["ms_per_token"])
-            if ms.min() < best[0]:
-                best = (float(ms.min()), f"K={int(ks[int(ms.argmin())])}, m={width}")
-        return best
-    raise ValueError(strategy)
+        if ms[i, j] < best[0]:
+            where = [f"K={int(grids['k'][i, 0])}"]
+            if "k_tiny" in grids:
+                where.append(f"k_tiny={int(grids['k_tiny'][0, j])}")
+            if width is not None:
+                where.append(f"m={width}")
+            best = (float(ms[i, j]), ", ".join(where) + notes)
+    return best
 
 
 def check_modelled_speed(ctx: AuditContext) -> list[Finding]:
     claim = ctx.claim
     timings = claim_timings(ctx)
-    strategy_of = {"-baseline": "autoregressive", "-speculative": "speculative"}
+    strategy_of = {"-baseline": registry.AUTOREGRESSIVE.name, "-speculative": registry.SPECULATIVE.name}
     findings = []
     for suffix, what, rate, acceptance, k in _speed_cases(ctx):
         strategy = strategy_of.get(suffix, claim.strategy)
-        if strategy in ("horizontal", "heads"):
+        if strategy not in searchable():
             findings.append(finding("modelled-speed", "info", f"{strategy} claims are checked against the bound only"))
             continue
-        if strategy in ("speculative", "vertical", "filtered") and "draft" not in ctx.models:
-            continue
-        if strategy in ("vertical", "filtered") and "tiny" not in ctx.models:
+        if any(role not in ctx.models for role in registry.get(strategy).roles):
             continue
         ms, where = _best_modelled(timings, strategy, acceptance or 0.0, claim.acceptance.stages,
                                    None if suffix == "-speculative" else claim.k, claim.k_tiny, claim.filter_width)
@@ -139,7 +148,8 @@ def check_modelled_speed(ctx: AuditContext) -> list[Finding]:
         fit_note = "" if timings.placement.fits else " (and this configuration does not fit in memory)"
         numbers = {"reported_tokens_per_s": rate, "modelled_best_tokens_per_s": best_rate, "configuration": where,
                    "strategy": strategy, "acceptance": acceptance, "fits": timings.placement.fits}
-        at = f" at acceptance {acceptance:.3f}" if acceptance is not None and strategy != "autoregressive" else ""
+        drafting = bool(registry.get(strategy).pairs)
+        at = f" at acceptance {acceptance:.3f}" if acceptance is not None and drafting else ""
         if rate > best_rate * (1 + RATIO_TOLERANCE):
             findings.append(finding("modelled-speed" + suffix, "warning", f"{what}: {rate:g} tokens/s is above the "
                                     f"cost model's best {strategy} configuration{at}: {best_rate:.1f} tokens/s "
@@ -148,7 +158,7 @@ def check_modelled_speed(ctx: AuditContext) -> list[Finding]:
             findings.append(finding("modelled-speed" + suffix, "info", f"{what}: {rate:g} tokens/s is within the "
                                     f"cost model's best {strategy} configuration{at}: {best_rate:.1f} tokens/s "
                                     f"({where}){fit_note}", **numbers))
-        if suffix in ("", "-stage-product") and claim.reported.speedup is not None and strategy != "autoregressive":
+        if suffix in ("", "-stage-product") and claim.reported.speedup is not None and drafting:
             findings.append(_modelled_speedup(ctx, timings, suffix, ms, where, acceptance))
     return findings
 
@@ -157,7 +167,7 @@ def _modelled_speedup(ctx: AuditContext, timings: StageTimings, suffix: str, bes
                       acceptance: float | None) -> Finding:
     """The reported speedup vs the cost model's best speedup over autoregressive decoding on the same chips."""
     reported = ctx.claim.reported.speedup
-    baseline_ms = float(evaluate("autoregressive", timings.config, timings)["ms_per_token"])
+    baseline_ms = float(evaluate(registry.AUTOREGRESSIVE.name, timings.config, timings)["ms_per_token"])
     best = baseline_ms / best_ms
     numbers = {"reported_speedup": reported, "modelled_best_speedup": best, "configuration": where,
                "acceptance": acceptance}

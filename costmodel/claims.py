@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from speccascade.hardware import ChipProfile, InputError, ModelProfile
 from speccascade.readers import read_json, validation_message
+from speccascade.strategies import StrategyName
 
 Role = Literal["target", "draft", "tiny"]
 ROLES: tuple[str, ...] = ("target", "draft", "tiny")
-Strategy = Literal["autoregressive", "speculative", "vertical", "filtered", "horizontal", "heads"]
 
 
 class _Frozen(BaseModel):
@@ -93,7 +93,7 @@ class Claim(_Frozen):
     chips: int = Field(default=1, ge=1)
     tensor_parallel: int | None = Field(default=None, ge=1, description="chips one model is split over; "
                                         "default: all chips (1 when the source replicates the model)")
-    strategy: Strategy = "speculative"
+    strategy: StrategyName = "speculative"  # a registry name or alias ("cascade" = vertical)
     target: str | ModelProfile
     draft: str | ModelProfile | None = None
     tiny: str | ModelProfile | None = None

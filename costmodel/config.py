@@ -12,12 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from speccascade import strategies as registry
 from speccascade.errors import InputError
+from speccascade.strategies import StrategyNameOrAuto
 from speccascade.readers import read_json, read_toml, validation_message
 
 from .tree import marginal_from_cumulative, validate_accuracies
 
-StrategyName = Literal["auto", "autoregressive", "speculative", "vertical", "filtered", "horizontal", "heads"]
 Probability = Field(default=None, ge=0.0, le=1.0)
 
 
@@ -51,7 +52,7 @@ class PredictConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    strategy: StrategyName = "auto"
+    strategy: StrategyNameOrAuto = "auto"
     hardware: str | None = None
     chips: int = Field(default=1, ge=1)
     target: str | None = None
@@ -83,11 +84,12 @@ class PredictConfig(BaseModel):
             raise ValueError("every value of alphas must lie in [0, 1]")
         if self.hardware is not None and self.target is None:
             raise ValueError("hardware mode needs a target model (--target)")
-        if self.hardware is None and self.c is None and self.strategy != "heads" and self.heads_accuracy is None:
+        roles = registry.get(self.strategy).roles if self.strategy != "auto" else ()
+        if self.hardware is None and self.c is None and "heads" not in roles and self.heads_accuracy is None:
             if self.target is not None or self.draft is not None:
                 raise ValueError("models need a chip: give --hardware (or --c for the abstract cost ratio)")
-        if self.strategy == "heads" and self.heads_accuracy is None:
-            raise ValueError("the heads strategy needs --heads-accuracy FILE.json")
+        if "heads" in roles and self.heads_accuracy is None:
+            raise ValueError(f"the {self.strategy} strategy needs --heads-accuracy FILE.json")
         return self
 
     @property
@@ -95,18 +97,14 @@ class PredictConfig(BaseModel):
         return self.hardware is None
 
     def resolved_strategy(self) -> str:
-        """``auto`` picks the richest strategy the given inputs describe."""
+        """``auto`` picks the richest strategy the given inputs describe, in this order: heads (heads accuracies
+        given), horizontal (per-position alphas), vertical (a Tiny), speculative (a Draft), autoregressive."""
         if self.strategy != "auto":
             return self.strategy
-        if self.heads_accuracy is not None:
-            return "heads"
-        if self.alphas is not None:
-            return "horizontal"
-        if self.tiny is not None or self.c_tiny is not None:
-            return "vertical"
-        if self.draft is not None or self.c is not None:
-            return "speculative"
-        return "autoregressive"
+        inputs = ((self.heads_accuracy is not None, registry.HEADS), (self.alphas is not None, registry.HORIZONTAL),
+                  (self.tiny is not None or self.c_tiny is not None, registry.VERTICAL),
+                  (self.draft is not None or self.c is not None, registry.SPECULATIVE))
+        return next((spec.name for given, spec in inputs if given), registry.AUTOREGRESSIVE.name)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "PredictConfig":

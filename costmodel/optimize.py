@@ -23,8 +23,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from speccascade.hardware import load_model
+from speccascade import strategies as registry
 from speccascade.errors import InputError
+from speccascade.hardware import list_models, load_chip, load_model
 
 from .config import PredictConfig
 from .predict import evaluate
@@ -32,7 +33,34 @@ from .optimize_result import OptimizeResult, why_loses  # noqa: F401  (re-export
 from .timings import StageTimings, stage_timings
 
 Objective = Literal["ms_per_token", "tokens_per_s_per_chip", "throughput"]
-SEARCH_STRATEGIES = ("autoregressive", "speculative", "vertical", "filtered")
+_SCALAR_PARAMETERS = {"alpha", "alpha_tiny", "gamma_total"}
+
+
+def searchable() -> tuple[str, ...]:
+    """Strategies the optimizer can search: over Tiny/Draft/Target models, acceptance given as numbers (not per
+    position or per head), from the cost model's registered implementations."""
+    from .strategies import COSTMODEL
+
+    return tuple(name for name in COSTMODEL.names()
+                 if set(registry.get(name).roles) <= {"tiny", "draft", "target"}
+                 and {pair.parameter for pair in registry.get(name).pairs} <= _SCALAR_PARAMETERS)
+
+
+DEFAULT_CHIPS = [1, 2, 4, 8]
+DEFAULT_QUANTIZATIONS = ["int8", "int4"]
+
+
+def family_drafts(target: str) -> list[str]:
+    """The registry's models of the target's family with fewer parameters (the default draft candidates)."""
+    profile = load_model(target)
+    return [name for name in list_models() if name != profile.name.split(":")[0]
+            and (other := load_model(name)).family == profile.family and other.architecture == profile.architecture
+            and other.params_total < profile.params_total]
+
+
+def registry_tinies() -> list[str]:
+    """The registry's projection models (the seed's Tiny): the default Tiny candidates."""
+    return [name for name in list_models() if load_model(name).architecture == "projection"]
 
 
 class Candidate(BaseModel):
@@ -51,10 +79,10 @@ class OptimizeRequest(BaseModel):
 
     hardware: str | None = None
     target: str | None = None
-    drafts: list[Candidate] = Field(default_factory=list)
-    tinies: list[Candidate] = Field(default_factory=list)
-    quantizations: list[str] = Field(default_factory=list)
-    strategies: list[str] = Field(default_factory=lambda: list(SEARCH_STRATEGIES))
+    drafts: list[Candidate] | None = None       # None: the target family's smaller models (hardware mode)
+    tinies: list[Candidate] | None = None       # None: the registry's Tiny (projection) models
+    quantizations: list[str] | None = None      # None: int8 and int4 of every draft
+    strategies: list[str] = Field(default_factory=lambda: list(searchable()))
     alpha: float | None = Field(default=None, ge=0.0, le=1.0)
     alpha_tiny: float | None = Field(default=None, ge=0.0, le=1.0)
     c: float | None = Field(default=None, ge=0.0)
@@ -64,7 +92,7 @@ class OptimizeRequest(BaseModel):
     k_max: int = Field(default=32, ge=1, le=4096)
     k_tiny_max: int = Field(default=8, ge=1, le=64)
     filter_widths: list[int] = Field(default_factory=lambda: [16, 64, 256, 1024])
-    chips: list[int] = Field(default_factory=lambda: [1])
+    chips: list[int] | None = None              # None: 1, 2, 4, 8 (hardware mode)
     batches: list[int] = Field(default_factory=lambda: [1])
     context: int = Field(default=1024, ge=0)
     combine: Literal["max", "sum"] = "max"
@@ -74,9 +102,14 @@ class OptimizeRequest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "OptimizeRequest":
-        unknown = sorted(set(self.strategies) - set(SEARCH_STRATEGIES))
+        try:
+            names = [registry.canonical(name) for name in self.strategies]
+        except InputError as error:
+            raise ValueError(str(error)) from None
+        unknown = [name for name in names if name not in searchable()]
         if unknown:
-            raise ValueError(f"unknown strategies {unknown}; the optimizer searches {', '.join(SEARCH_STRATEGIES)}")
+            raise ValueError(f"the optimizer does not search {', '.join(unknown)}; it searches {', '.join(searchable())}")
+        object.__setattr__(self, "strategies", list(dict.fromkeys(names)))
         if self.abstract:
             if self.c is None:
                 raise ValueError("give --hardware and --target, or --c for the abstract cost ratio")
@@ -86,7 +119,7 @@ class OptimizeRequest(BaseModel):
             raise ValueError("hardware mode needs --target")
         if self.objective == "throughput" and self.latency_limit_ms is None:
             raise ValueError("the throughput objective needs --latency-limit (ms per token)")
-        for name, values in (("chips", self.chips), ("batch", self.batches), ("filter widths", self.filter_widths)):
+        for name, values in (("chips", self.chip_counts), ("batch", self.batches), ("filter widths", self.filter_widths)):
             if not values or min(values) < 1:
                 raise ValueError(f"{name} must be a non-empty list of integers >= 1")
         return self
@@ -94,6 +127,23 @@ class OptimizeRequest(BaseModel):
     @property
     def abstract(self) -> bool:
         return self.hardware is None
+
+    @property
+    def chip_counts(self) -> list[int]:
+        return self.chips if self.chips is not None else ([1] if self.abstract else DEFAULT_CHIPS)
+
+    def draft_candidates(self) -> list[Candidate]:
+        if self.drafts is not None or self.abstract:
+            return list(self.drafts or [])
+        return [Candidate(name=name) for name in family_drafts(self.target)]
+
+    def tiny_candidates(self) -> list[Candidate]:
+        if self.tinies is not None or self.abstract:
+            return list(self.tinies or [])
+        return [Candidate(name=name) for name in registry_tinies()]
+
+    def quantization_list(self) -> list[str]:
+        return self.quantizations if self.quantizations is not None else DEFAULT_QUANTIZATIONS
 
 
 @dataclass(frozen=True)
@@ -170,13 +220,13 @@ class Choice:
 
 def _expand_quantized(request: OptimizeRequest) -> list[Candidate]:
     drafts = []
-    for candidate in request.drafts:
+    for candidate in request.draft_candidates():
         alpha = candidate.alpha if candidate.alpha is not None else request.alpha
         if alpha is None:
             raise InputError(f"draft {candidate.name} has no acceptance: give NAME=ALPHA or --alpha")
         names = [candidate.name]
         if ":" not in candidate.name:
-            names += [f"{candidate.name}:{dtype}" for dtype in request.quantizations]
+            names += [f"{candidate.name}:{dtype}" for dtype in request.quantization_list()]
         for name in names:
             load_model(name)  # unknown names and quantizations fail here, listing the known ones
             drafts.append(Candidate(name=name, alpha=alpha))
@@ -185,41 +235,54 @@ def _expand_quantized(request: OptimizeRequest) -> list[Candidate]:
 
 def _tinies(request: OptimizeRequest) -> list[Candidate]:
     tinies = []
-    for candidate in request.tinies:
+    for candidate in request.tiny_candidates():
         alpha = candidate.alpha if candidate.alpha is not None else request.alpha_tiny
         load_model(candidate.name)
         tinies.append(Candidate(name=candidate.name, alpha=alpha))
     return tinies
 
 
+def _structures_of(strategy: str, request: OptimizeRequest, drafts: list[Candidate], tinies: list[Candidate],
+                   common: dict) -> list[Structure]:
+    """The structures of one strategy: its roles pick the draft and tiny candidates, its knobs the filter widths;
+    a strategy whose Tiny pair needs alpha_tiny skips tinies without one."""
+    spec = registry.get(strategy)
+    parameters = {pair.parameter for pair in spec.pairs}
+    draft_options = [(d.name, d.alpha) for d in drafts] if "draft" in spec.roles else [(None, None)]
+    tiny_options = [(t.name, t.alpha) for t in tinies] if "tiny" in spec.roles else [(None, None)]
+    widths = request.filter_widths if "filter_width" in spec.knob_names else [None]
+    out = []
+    for draft, alpha in draft_options:
+        for tiny, alpha_tiny in tiny_options:
+            if "alpha_tiny" in parameters and alpha_tiny is None:
+                continue
+            out += [Structure(strategy, draft, alpha, tiny, alpha_tiny if "alpha_tiny" in parameters else None,
+                              width, **common) for width in widths]
+    return out
+
+
 def structures(request: OptimizeRequest) -> list[Structure]:
     """Every discrete choice the request allows."""
-    wanted = set(request.strategies)
-    if request.abstract:
-        out = []
-        if "speculative" in wanted:
-            out.append(Structure("speculative", None, request.alpha))
-        if "vertical" in wanted and request.c_tiny is not None and request.alpha_tiny is not None:
-            out.append(Structure("vertical", None, request.alpha, None, request.alpha_tiny))
-        if "autoregressive" in wanted:
-            out.append(Structure("autoregressive"))
+    if not request.abstract:  # unknown chip or target: one line before anything else
+        load_chip(request.hardware)
+        load_model(request.target)
+    if request.abstract:  # one draft of cost c (and a Tiny of cost c_tiny when given)
+        drafts = [Candidate(name="draft", alpha=request.alpha)]
+        tinies = [Candidate(name="tiny", alpha=request.alpha_tiny)] if request.c_tiny is not None else []
+        out = [replace(structure, draft=None, tiny=None)
+               for strategy in request.strategies
+               for structure in _structures_of(strategy, request, drafts, tinies, {})
+               if "tiny" not in registry.get(strategy).roles or tinies]
         return out
     drafts, tinies = _expand_quantized(request), _tinies(request)
     out = []
-    for chips in request.chips:
+    for chips in request.chip_counts:
         for batch in request.batches:
-            common = {"chips": chips, "batch": batch}
-            if "autoregressive" in wanted:
-                out.append(Structure("autoregressive", **common))
-            for draft in drafts:
-                if "speculative" in wanted:
-                    out.append(Structure("speculative", draft.name, draft.alpha, **common))
-                for tiny in tinies:
-                    if "vertical" in wanted and tiny.alpha is not None:
-                        out.append(Structure("vertical", draft.name, draft.alpha, tiny.name, tiny.alpha, **common))
-                    if "filtered" in wanted:
-                        out += [Structure("filtered", draft.name, draft.alpha, tiny.name, None, width, **common)
-                                for width in request.filter_widths]
+            for strategy in request.strategies:
+                spec = registry.get(strategy)
+                if ("draft" in spec.roles and not drafts) or ("tiny" in spec.roles and not tinies):
+                    continue
+                out += _structures_of(strategy, request, drafts, tinies, {"chips": chips, "batch": batch})
     if not out:
         raise InputError("nothing to search: give --draft candidates (and --tiny for cascades) or other --strategies")
     return out
@@ -247,18 +310,17 @@ def _config(request: OptimizeRequest, structure: Structure, k: int, k_tiny: int)
 def k_grid(request: OptimizeRequest, structure: Structure) -> tuple[np.ndarray, np.ndarray]:
     """Broadcastable K and k_tiny arrays for a structure (k_tiny only where the strategy uses it)."""
     k_max = request.k_max
-    if request.abstract and structure.strategy == "speculative" and request.c > 0 and request.alpha < 1:
+    knobs = registry.get(structure.strategy).knob_names
+    if request.abstract and knobs == ("k",) and not registry.get(structure.strategy).roles.count("tiny") \
+            and request.c > 0 and request.alpha < 1:
         from .optimal import continuous_optimal_k
 
         k_star = float(continuous_optimal_k(request.alpha, request.c))
         if np.isfinite(k_star):
             k_max = int(min(4096, max(k_max, math.ceil(k_star) + 1)))
-    if structure.strategy == "autoregressive":
-        return np.array([[1.0]]), np.array([[1.0]])
-    ks = np.arange(1, k_max + 1, dtype=float)[:, None]
-    if structure.strategy == "vertical":
-        return ks, np.arange(1, request.k_tiny_max + 1, dtype=float)[None, :]
-    return ks, np.array([[1.0]])
+    ks = np.arange(1, k_max + 1, dtype=float)[:, None] if "k" in knobs else np.array([[1.0]])
+    k_tinies = np.arange(1, request.k_tiny_max + 1, dtype=float)[None, :] if "k_tiny" in knobs else np.array([[1.0]])
+    return ks, k_tinies
 
 
 def objective_values(request: OptimizeRequest, structure: Structure, ms_per_token: np.ndarray) -> np.ndarray:
@@ -277,8 +339,8 @@ def best_of(request: OptimizeRequest, structure: Structure, keep: int = 1) -> tu
     """Evaluate one structure over its whole (K, k_tiny) grid at once; the ``keep`` best cells, best first."""
     ks, k_tinies = k_grid(request, structure)
     config = _config(request, structure, int(ks.max()), int(k_tinies.max()))
-    verify = {"vertical": int(ks.max() * (k_tinies.max() + 1) + 1), "autoregressive": 1}.get(
-        structure.strategy, int(ks.max()) + 1)
+    spec = registry.get(structure.strategy)
+    verify = int(spec.step_shape({"k": int(ks.max()), "k_tiny": int(k_tinies.max())}).verify_tokens())
     timings = stage_timings(config, verify_tokens=verify)
     result = evaluate(structure.strategy, config, timings, k=ks, k_tiny=k_tinies)
     shape = np.broadcast_shapes(ks.shape, k_tinies.shape)
@@ -290,13 +352,13 @@ def best_of(request: OptimizeRequest, structure: Structure, keep: int = 1) -> tu
     k_flat, k_tiny_flat = np.broadcast_to(ks, shape).ravel(), np.broadcast_to(k_tinies, shape).ravel()
     order = np.lexsort((k_tiny_flat, k_flat, -values))[:keep]
     acceptance = structure.alpha
-    if structure.strategy == "filtered" and structure.alpha is not None:
+    if "gamma_total" in {pair.parameter for pair in spec.pairs} and structure.alpha is not None:
         acceptance = request.gamma_tiny * request.gamma_draft_given_tiny * structure.alpha
     cost_ratio = (float(timings.forward_ms("draft", 1)) / float(timings.forward_ms("target", 1))
-                  if structure.strategy != "autoregressive" else None)
+                  if "draft" in spec.roles else None)
     choices = [Choice(
-        structure=structure, k=int(k_flat[i]) if structure.strategy != "autoregressive" else None,
-        k_tiny=int(k_tiny_flat[i]) if structure.strategy == "vertical" else None,
+        structure=structure, k=int(k_flat[i]) if "k" in spec.knob_names else None,
+        k_tiny=int(k_tiny_flat[i]) if "k_tiny" in spec.knob_names else None,
         ms_per_token=float(ms[i]), expected_tokens=float(flat("expected_tokens")[i]),
         step_ms=float(flat("step_ms")[i]), speedup=float(flat("speedup")[i]), fits=fits,
         objective_value=float(values[i]), feasible=fits and bool(np.isfinite(values[i])), units=timings.unit,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from speccascade import strategies as registry
+
 from . import optimal
 from .predict import evaluate
 
@@ -20,7 +22,7 @@ def closed_form_extras(result, evaluated: dict) -> dict:
     request = result.request
     if request.abstract:
         return {"closed_form": _abstract(request)}
-    speculative = [choice for choice in result.ranked if choice.structure.strategy == "speculative"]
+    speculative = [choice for choice in result.ranked if choice.structure.strategy == registry.SPECULATIVE.name]
     if not speculative:
         return {}
     best = speculative[0]
@@ -47,7 +49,7 @@ def _hardware(request, best, timings, evaluated) -> dict:
     config = timings.config
 
     def ms_per_token(k_value: float) -> float:
-        return float(evaluate("speculative", config, timings, k=np.asarray(k_value))["ms_per_token"])
+        return float(evaluate(registry.SPECULATIVE.name, config, timings, k=np.asarray(k_value))["ms_per_token"])
 
     continuous = minimize_scalar(ms_per_token, bounds=(1.0, float(request.k_max)), method="bounded")
     lambert = optimal.optimal_k(best.structure.alpha, c_value, k_max=request.k_max)
@@ -58,7 +60,7 @@ def _hardware(request, best, timings, evaluated) -> dict:
         "optimal_k_verify_one_step": lambert.to_json(),
         "break_even": optimal.minimum_break_even(c_value, verify).to_json(),
     }
-    vertical = next((s for s in evaluated if s.strategy == "vertical" and s.draft == best.structure.draft
+    vertical = next((s for s in evaluated if s.strategy == registry.VERTICAL.name and s.draft == best.structure.draft
                      and s.chips == best.structure.chips and s.batch == best.structure.batch), None)
     if vertical is not None:
         out["synergy"] = _hardware_synergy(request, vertical, evaluated[vertical], best.speedup)
@@ -71,7 +73,7 @@ def _hardware_synergy(request, vertical, timings, best_2level_speedup: float) ->
     k_tinies = np.arange(1, request.k_tiny_max + 1, dtype=float)[None, :]
 
     def best_speedup(alpha_tiny: np.ndarray) -> np.ndarray:
-        values = [float(np.max(evaluate("vertical", timings.config, timings, k=ks, k_tiny=k_tinies,
+        values = [float(np.max(evaluate(registry.VERTICAL.name, timings.config, timings, k=ks, k_tiny=k_tinies,
                                         alpha_tiny=float(a0))["speedup"])) for a0 in np.ravel(alpha_tiny)]
         return np.asarray(values).reshape(np.shape(alpha_tiny))
 

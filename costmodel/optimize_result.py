@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from speccascade import strategies as registry
+
 if TYPE_CHECKING:
     from .optimize import Choice, OptimizeRequest
 
@@ -18,7 +20,7 @@ def why_loses(loser: Choice, winner: Choice, request: OptimizeRequest) -> tuple[
         return "memory", loser.note or "does not fit"
     if not loser.feasible:
         return "latency", f"{loser.ms_per_token:.3f} {unit}/token at best, over the {request.latency_limit_ms:g} limit"
-    if loser.structure.strategy == "autoregressive":
+    if not registry.get(loser.structure.strategy).pairs:  # no drafter: autoregressive
         return "no speculation", f"1 token per {loser.step_ms:.3f} {unit} step"
     if request.objective != "ms_per_token" and loser.ms_per_token <= winner.ms_per_token:
         return "scaling", (f"faster per token ({loser.ms_per_token:.3f} vs {winner.ms_per_token:.3f} {unit}) but "

@@ -23,27 +23,24 @@ import numpy as np  # noqa: E402
 
 from speccascade.hardware import load_chip  # noqa: E402
 
+from speccascade import strategies as registry  # noqa: E402
+
 from .config import PredictConfig  # noqa: E402
+from .optimize import searchable  # noqa: E402
+from .predict import describable  # noqa: E402
 from .forward import forward_inputs  # noqa: E402
 from .sweep import SweepSpec, SweepTable, run_sweep  # noqa: E402
 from .timings import stage_timings  # noqa: E402
 
 FORMATS = ("png", "svg")
 ACCEPTANCE_AXES = ("alpha", "alpha_tiny", "gamma_tiny", "gamma_draft_given_tiny", "gamma_target_given_draft")
+HEATMAP_STRATEGY = registry.VERTICAL.name  # the (K, k_tiny) heatmap is of the fixed-review vertical cascade
 SHOWN = {"heatmap_k_ktiny": ("k", "k_tiny", "strategy"), "speedup_vs_alpha": ("alpha", "k", "k_tiny", "strategy")}
 
 
 def possible_strategies(config: PredictConfig) -> tuple[str, ...]:
-    has_draft = config.draft is not None or config.c is not None
-    has_tiny = config.tiny is not None or config.c_tiny is not None
-    names = ["autoregressive"]
-    if has_draft and config.alpha is not None:
-        names.append("speculative")
-        if has_tiny and config.alpha_tiny is not None:
-            names.append("vertical")
-        if has_tiny:
-            names.append("filtered")
-    return tuple(names)
+    """The searchable strategies (Tiny/Draft/Target, scalar acceptance) that the base configuration describes."""
+    return tuple(name for name in describable(config) if name in searchable())
 
 
 def _slice(table: SweepTable, keep: tuple[str, ...]) -> np.ndarray:
@@ -86,7 +83,7 @@ def _unit(table: SweepTable) -> str:
 
 def heatmap_k_ktiny(table: SweepTable, directory: Path) -> list[Path]:
     keep = SHOWN["heatmap_k_ktiny"]
-    mask = _slice(table, keep) & (table.columns["strategy"] == "vertical")
+    mask = _slice(table, keep) & (table.columns["strategy"] == HEATMAP_STRATEGY)
     ks, k_tinies = np.unique(table.columns["k"][mask]), np.unique(table.columns["k_tiny"][mask])
     grid = np.full((len(ks), len(k_tinies)), np.nan)
     rows = np.searchsorted(ks, table.columns["k"][mask])
@@ -242,18 +239,18 @@ def plot_inputs(spec: SweepSpec, table: SweepTable) -> dict[str, SweepTable | st
     hardware = base.hardware is not None
     k_axis = {"k": list(range(1, 17))}
     out: dict[str, SweepTable | str] = {}
-    if "vertical" not in strategies:
+    if HEATMAP_STRATEGY not in strategies:
         out["heatmap_k_ktiny"] = "needs a tiny model (or --c-tiny) and --alpha-tiny"
-    elif {"k", "k_tiny"} <= swept and "vertical" in set(table.columns["strategy"]):
+    elif {"k", "k_tiny"} <= swept and HEATMAP_STRATEGY in set(table.columns["strategy"]):
         out["heatmap_k_ktiny"] = table
     else:
         out["heatmap_k_ktiny"] = _auxiliary(spec, table, {"k": list(range(1, 17)), "k_tiny": list(range(1, 9))},
-                                            ("vertical",))
+                                            (HEATMAP_STRATEGY,))
     if "alpha" in swept and "k" in swept:
         out["speedup_vs_alpha"] = table
     else:
         extra = {"alpha": [round(a, 2) for a in np.arange(0.30, 0.991, 0.03)]} | k_axis
-        if "vertical" in strategies:
+        if any("k_tiny" in registry.get(name).knob_names for name in strategies):
             extra["k_tiny"] = list(range(1, 9))
         out["speedup_vs_alpha"] = _auxiliary(spec, table, extra, strategies)
     if not hardware:

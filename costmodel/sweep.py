@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 from pydantic import ValidationError
 
+from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.readers import validation_message
 
@@ -37,7 +38,6 @@ STRUCTURAL_AXES = ("strategy", "hardware", "chips", "target", "draft", "tiny", "
                    "filter_width", "combine", "c", "c_tiny")
 INTEGER_AXES = ("k", "k_tiny", "chips", "batch", "context", "filter_width")
 TEXT_AXES = ("strategy", "hardware", "target", "draft", "tiny", "quantization", "combine")
-SWEEP_STRATEGIES = ("autoregressive", "speculative", "vertical", "filtered")
 RESULT_COLUMNS = ("ms_per_token", "tokens_per_s", "speedup", "expected_tokens", "step_ms", "bound_ms_per_token",
                   "fits", "memory_gb", "memory_total_gb")
 
@@ -206,9 +206,8 @@ def _structural_config(base: PredictConfig, values: dict) -> PredictConfig:
 
 
 def _strategies(spec: SweepSpec, config: PredictConfig) -> tuple[str, ...]:
-    if "strategy" in spec.axes:
-        return tuple(spec.axes["strategy"])
-    return spec.strategies or (config.resolved_strategy(),)
+    names = spec.axes["strategy"] if "strategy" in spec.axes else (spec.strategies or (config.resolved_strategy(),))
+    return tuple(dict.fromkeys(registry.canonical(name) for name in names))
 
 
 def _validate_vector_axes(spec: SweepSpec) -> None:
@@ -250,8 +249,8 @@ def _evaluate_block(strategy: str, config: PredictConfig, vector_arrays: dict, s
                     vector: list[str]) -> dict[str, np.ndarray]:
     k_values = vector_arrays.get("k", np.asarray(float(config.k)))
     k_tiny_values = vector_arrays.get("k_tiny", np.asarray(float(config.k_tiny)))
-    verify = {"vertical": int(np.max(k_values) * (np.max(k_tiny_values) + 1) + 1), "autoregressive": 1}.get(
-        strategy, int(np.max(k_values)) + 1)
+    verify = int(registry.get(strategy).step_shape(
+        {"k": int(np.max(k_values)), "k_tiny": int(np.max(k_tiny_values))}).verify_tokens())
     timings = stage_timings(config, verify_tokens=verify)
     try:
         result = evaluate(strategy, config, timings, **vector_arrays)

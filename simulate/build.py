@@ -8,27 +8,31 @@ positional alphas for the horizontal cascade, the best-first tree for heads, fix
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
+from speccascade import strategies as registry
 from speccascade.costmodel.config import PredictConfig
-from speccascade.costmodel.predict import Prediction, default_k_draft, predict, timings_for
-from speccascade.hardware import ChipProfile
+from speccascade.costmodel.predict import Prediction, evaluate, predict, timings_for
 from speccascade.errors import InputError
+from speccascade.hardware import ChipProfile
 
 from .empirical import EmpiricalData, empirical_process
 from .policies import DraftPolicy, check_policy, is_fixed
 from .processes import IID, Markov, Positional
-from .steps import Autoregressive, Heads, Speculative, StepModel, Vertical, policy_step_ms
+from .steps import Autoregressive, Heads, Speculative, StepModel, Vertical, VerticalBudget, policy_step_ms
 from .tree import TreeAcceptance
 
 PROCESS_KINDS = ("iid", "positional", "markov", "empirical")
 
 
 def target_alpha(config: PredictConfig, strategy: str) -> float | None:
-    """The acceptance the target applies to draft tokens, as the cost model reads it for ``strategy``."""
-    if strategy == "filtered" and config.gamma_target_given_draft is not None:
+    """The acceptance the target applies to draft tokens, as the cost model reads it for ``strategy``: the
+    parameter of the registry's pair into the target (``gamma_total``: the filtered cascade's gamma_2|1 part)."""
+    parameters = {pair.parameter for pair in registry.get(strategy).pairs if pair.verifier == "target"}
+    if "gamma_total" in parameters and config.gamma_target_given_draft is not None:
         return config.gamma_target_given_draft
     return config.alpha
 
@@ -54,71 +58,142 @@ def make_process(kind: str, alpha: float | None, *, rho: float = 0.0, alphas=Non
     return IID(alpha) if kind == "iid" else Markov(alpha, rho, persistent)
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a simulator implementation gets: the config, the cost model's prediction and evaluation of it, the
+    acceptance processes (None: the cost model's i.i.d. assumption) and the draft-length policy."""
+
+    config: PredictConfig
+    strategy: str
+    prediction: Prediction
+    process: Any
+    inner_process: Any
+    policy: DraftPolicy
+    chip: ChipProfile | None
+
+    def outer(self) -> Any:
+        return self.process or make_process("iid", target_alpha(self.config, self.strategy))
+
+    def inner(self) -> Any:
+        return self.inner_process or make_process("iid", self.config.alpha_tiny, level="--alpha-tiny")
+
+    def evaluation(self) -> dict[str, Any]:
+        return evaluate(self.strategy, self.config, timings_for(self.config, self.strategy, chip=self.chip))
+
+
+@dataclass(frozen=True)
+class SimulatorImpl:
+    """One strategy in the simulator: ``build(request) -> StepModel``; ``policies``: takes draft-length policies."""
+
+    build: Callable[[Request], StepModel]
+    policies: bool = False
+
+
+SIMULATOR: registry.Implementations[SimulatorImpl] = registry.Implementations("simulator")
+
+
+def _autoregressive(request: Request) -> StepModel:
+    return Autoregressive(request.strategy, 1, request.prediction.step_ms)
+
+
+def _heads(request: Request) -> StepModel:
+    config = request.config
+    tree = TreeAcceptance.build(config.heads_accuracy.marginal(), config.tree_nodes)
+    return Heads(request.strategy, tree.max_tokens, request.prediction.step_ms, tree=tree)
+
+
+def _vertical(request: Request) -> StepModel:
+    config = request.config
+    return Vertical(request.strategy, config.k * (config.k_tiny + 1) + 1, request.prediction.step_ms,
+                    outer=request.outer(), inner=request.inner(), k=config.k, k_tiny=config.k_tiny)
+
+
+def _vertical_budget(request: Request) -> StepModel:
+    config, result = request.config, request.evaluation()
+    return VerticalBudget(request.strategy, config.k + 1, request.prediction.step_ms, outer=request.outer(),
+                          inner=request.inner(), k=config.k, k_tiny=config.k_tiny,
+                          review_ms=float(np.asarray(result["review_ms"]).reshape(-1)[0]),
+                          verify_ms=float(np.asarray(result["fixed_ms"]).reshape(-1)[0]))
+
+
+def _drafting(request: Request, k: int, process: Any, filter_pass: float | None, per_position) -> StepModel:
+    """One drafting level over k positions (speculative, filtered, horizontal), with an optional policy table."""
+    table = None
+    if not is_fixed(request.policy):
+        timings = timings_for(request.config, request.strategy, chip=request.chip)
+        table = policy_step_ms(request.policy, k, per_position(timings), timings)
+    return Speculative(request.strategy, k + 1, request.prediction.step_ms, process=process, k=k,
+                       policy=request.policy, filter_pass=filter_pass, step_ms_table=table)
+
+
+def _speculative(request: Request) -> StepModel:
+    k = request.config.k
+    return _drafting(request, k, request.outer(), None,
+                     lambda timings: np.full(k, float(timings.forward_ms("draft", 1))))
+
+
+def _filtered(request: Request) -> StepModel:
+    config, k = request.config, request.config.k
+
+    def per_position(timings):
+        return np.full(k, float(timings.forward_ms("tiny", 1)) + float(
+            timings.forward_ms("draft", 1, output_columns=float(config.filter_width))))
+
+    return _drafting(request, k, request.outer(), config.gamma_tiny * config.gamma_draft_given_tiny, per_position)
+
+
+def _horizontal(request: Request) -> StepModel:
+    config = request.config
+    k = len(config.alphas)
+    k_draft = config.k_draft if config.k_draft is not None else registry.default_k_draft(k)
+
+    def per_position(timings):
+        draft = float(timings.forward_ms("draft", 1)) if k_draft > 0 else 0.0
+        tiny = float(timings.forward_ms("tiny", 1)) if k_draft < k else 0.0
+        return np.array([draft] * k_draft + [tiny] * (k - k_draft))
+
+    return _drafting(request, k, request.process or Positional(tuple(config.alphas)), None, per_position)
+
+
+SIMULATOR.register("autoregressive", SimulatorImpl(_autoregressive))
+SIMULATOR.register("speculative", SimulatorImpl(_speculative, policies=True))
+SIMULATOR.register("vertical", SimulatorImpl(_vertical))
+SIMULATOR.register("vertical-budget", SimulatorImpl(_vertical_budget))
+SIMULATOR.register("filtered", SimulatorImpl(_filtered, policies=True))
+SIMULATOR.register("horizontal", SimulatorImpl(_horizontal, policies=True))
+SIMULATOR.register("heads", SimulatorImpl(_heads))
+
+
 def _prediction_config(config: PredictConfig, strategy: str, process) -> PredictConfig:
     """Fill the alpha the cost model needs for its timing when a process supplies the acceptance instead."""
-    if process is not None and strategy in ("speculative", "vertical", "filtered") and config.alpha is None:
+    parameters = {pair.parameter for pair in registry.get(strategy).pairs}
+    if process is not None and parameters & {"alpha", "gamma_total"} and config.alpha is None:
         return config.model_copy(update={"alpha": process.mean_acceptance})
     return config
-
-
-def _draft_ms_per_position(strategy: str, config: PredictConfig, timings, k: int) -> np.ndarray:
-    if strategy == "speculative":
-        return np.full(k, float(timings.forward_ms("draft", 1)))
-    if strategy == "filtered":
-        per = float(timings.forward_ms("tiny", 1)) + float(
-            timings.forward_ms("draft", 1, output_columns=float(config.filter_width)))
-        return np.full(k, per)
-    k_draft = config.k_draft if config.k_draft is not None else default_k_draft(k)
-    draft = float(timings.forward_ms("draft", 1)) if k_draft > 0 else 0.0
-    tiny = float(timings.forward_ms("tiny", 1)) if k_draft < k else 0.0
-    return np.array([draft] * k_draft + [tiny] * (k - k_draft))
 
 
 def build_step_model(config: PredictConfig, *, strategy: str | None = None, process: Any = None,
                      inner_process: Any = None, policy: DraftPolicy | None = None,
                      chip: ChipProfile | None = None) -> tuple[StepModel, Prediction]:
     """The step model for ``config`` and the cost model's prediction for the same configuration."""
-    strategy = strategy or config.resolved_strategy()
+    strategy = registry.canonical(strategy or config.resolved_strategy())
+    implementation = SIMULATOR.get(strategy)
     policy = check_policy(policy)
-    if not is_fixed(policy) and strategy not in ("speculative", "filtered", "horizontal"):
-        raise InputError(f"draft-length policies apply to speculative, filtered and horizontal, not {strategy}")
-    if strategy == "heads" and process is not None:
+    if not is_fixed(policy) and not implementation.policies:
+        raise InputError(f"draft-length policies apply to {', '.join(n for n in SIMULATOR.names() if SIMULATOR.get(n).policies)}, "
+                         f"not {strategy}")
+    if "heads" in registry.get(strategy).roles and process is not None:
         raise InputError("heads: acceptance comes from --heads-accuracy (the candidate tree); --process applies "
                          "to strategies with draft tokens")
-    prediction = predict(_prediction_config(config, strategy, process), strategy, alternatives=False, chip=chip)
-    step_ms = prediction.step_ms
-    if strategy == "autoregressive":
-        return Autoregressive("autoregressive", 1, step_ms), prediction
-    if strategy == "heads":
-        tree = TreeAcceptance.build(config.heads_accuracy.marginal(), config.tree_nodes)
-        return Heads("heads", tree.max_tokens, step_ms, tree=tree), prediction
-    if strategy == "vertical":
-        outer = process or make_process("iid", config.alpha)
-        inner = inner_process or make_process("iid", config.alpha_tiny, level="--alpha-tiny")
-        model = Vertical("vertical", config.k * (config.k_tiny + 1) + 1, step_ms, outer=outer, inner=inner,
-                         k=config.k, k_tiny=config.k_tiny)
-        return model, prediction
-    if strategy == "horizontal":
-        k = len(config.alphas)
-        process = process or Positional(tuple(config.alphas))
-    else:
-        k = config.k
-        process = process or make_process("iid", target_alpha(config, strategy))
-    filter_pass = None
-    if strategy == "filtered":
-        filter_pass = config.gamma_tiny * config.gamma_draft_given_tiny
-    table = None
-    if not is_fixed(policy):
-        timings = timings_for(config, strategy, chip=chip)
-        table = policy_step_ms(policy, k, _draft_ms_per_position(strategy, config, timings, k), timings)
-    model = Speculative(strategy, k + 1, step_ms, process=process, k=k, policy=policy, filter_pass=filter_pass,
-                        step_ms_table=table)
-    return model, prediction
+    config = _prediction_config(config, strategy, process)
+    prediction = predict(config, strategy, alternatives=False, chip=chip)
+    request = Request(config, strategy, prediction, process, inner_process, policy, chip)
+    return implementation.build(request), prediction
 
 
 def sample_width(model: StepModel) -> int:
     """Numbers sampled per step (sizes the chunks): K for per-position samplers, reviews for the cascade."""
-    if isinstance(model, Vertical):
+    if isinstance(model, (Vertical, VerticalBudget)):
         return model.k + 1
     if isinstance(model, Heads):
         return max(1, model.tree.tree.depth) * 2

@@ -14,6 +14,9 @@ and *time per step*. Times come from the cost model: with a fixed draft length t
 - vertical (Chen et al. 2024): per target step, K Draft reviews; in each, Tiny drafts k_tiny tokens and the Draft
   keeps a run of them plus its own token (the inner process, alpha_tiny); the M tokens of the K reviews are then
   verified by the target (the outer process): tokens = min(M, outer run) + 1.
+- vertical-budget: reviews (each Tiny drafts k_tiny tokens, the Draft keeps a run of them plus its own token) run
+  until K tokens are delivered; the target verifies the first K (tokens = outer run + 1), and the step's time is
+  R x (one review) + the verify forward, R the reviews that step needed (so the step time varies per step).
 - heads: the accepted depth in the Medusa candidate tree (:mod:`.tree`).
 """
 
@@ -162,6 +165,46 @@ class Vertical(StepModel):
 
 
 @dataclass
+class VerticalBudget(StepModel):
+    """Draft reviews of k_tiny Tiny drafts until k tokens are delivered; the target verifies the first k."""
+
+    outer: Any = None
+    inner: Any = None
+    k: int = 1
+    k_tiny: int = 1
+    review_ms: float = 0.0   # one review: the Tiny's k_tiny forwards and the Draft's review forward
+    verify_ms: float = 0.0   # the target's forward over k + 1 tokens
+
+    def initial_state(self, rng, lanes):
+        return (self.outer.initial_state(rng, lanes, self.k), self.inner.initial_state(rng, lanes, self.k_tiny))
+
+    def stateful(self) -> bool:
+        return any(part is not None for part in self.initial_state(np.random.default_rng(0), 1))
+
+    def reviews(self, rng, rows, lanes, inner_state) -> tuple[np.ndarray, Any]:
+        """Reviews each step needs: the first r with yield_1 + ... + yield_r >= k (at most k, each yields >= 1)."""
+        draws = self.inner.sample(rng, self.k_tiny, rows * self.k, lanes, inner_state)
+        yields = draws.accepted.reshape(rows, self.k, lanes).astype(np.int32) + 1
+        delivered = np.cumsum(yields, axis=1)
+        return np.argmax(delivered >= self.k, axis=1) + 1, draws.state
+
+    def sample(self, rng, rows, lanes, state) -> Block:
+        outer_state, inner_state = state if state is not None else (None, None)
+        reviews, inner_state = self.reviews(rng, rows, lanes, inner_state)
+        draw = self.outer.sample(rng, self.k, rows, lanes, outer_state)
+        tokens = draw.accepted
+        tokens += 1
+        return Block(tokens, reviews * self.review_ms + self.verify_ms, (draw.state, inner_state))
+
+    def closed_form(self) -> ClosedForm | None:
+        return speculative_closed_form(self.outer, self.k, None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": self.name, "k": self.k, "k_tiny": self.k_tiny, **self.outer.describe(),
+                "inner": self.inner.describe()}
+
+
+@dataclass
 class Heads(StepModel):
     tree: TreeAcceptance | None = None
 
@@ -184,5 +227,5 @@ def _policy_info(policy: DraftPolicy) -> dict[str, Any]:
     return info
 
 
-__all__ = ["Block", "StepModel", "Autoregressive", "Speculative", "Vertical", "Heads", "policy_step_ms",
+__all__ = ["Block", "StepModel", "Autoregressive", "Speculative", "Vertical", "VerticalBudget", "Heads", "policy_step_ms",
            "check_policy"]

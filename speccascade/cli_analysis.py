@@ -67,16 +67,17 @@ def optimize_command(
     target: Optional[str] = typer.Option(None, help="Target model."),
     draft: Optional[list[str]] = typer.Option(None, help="Draft candidate NAME[=ALPHA] (repeat or comma-separate)."),
     tiny: Optional[list[str]] = typer.Option(None, help="Tiny candidate NAME[=ALPHA_TINY] (repeat or comma-separate)."),
-    quantize: Optional[str] = typer.Option(None, help="Also try each draft quantized: e.g. int8,int4."),
+    quantize: Optional[str] = typer.Option(None, help="Also try each draft quantized (default int8,int4; '' for none)."),
     alpha: Optional[float] = typer.Option(None, help="Acceptance for drafts given without =ALPHA (abstract: alpha)."),
     alpha_tiny: Optional[float] = typer.Option(None, "--alpha-tiny", help="Acceptance of Tiny tokens by the Draft."),
     c: Optional[float] = typer.Option(None, "--c", help="Abstract mode: draft/target cost per forward."),
     c_tiny: Optional[float] = typer.Option(None, "--c-tiny", help="Abstract mode: tiny/target cost per forward."),
-    strategies: Optional[str] = typer.Option(None, help="Subset of autoregressive,speculative,vertical,filtered."),
+    strategies: Optional[str] = typer.Option(None, help="Subset of the searchable strategies (default: all of "
+                                                         "autoregressive,speculative,vertical,vertical-budget,filtered; aliases work)."),
     k_max: int = typer.Option(32, "--k-max", help="Largest K searched."),
     k_tiny_max: int = typer.Option(8, "--k-tiny-max", help="Largest k_tiny searched."),
     filter_widths: str = typer.Option("16,64,256,1024", "--filter-widths", help="Filter widths m (filtered)."),
-    chips: str = typer.Option("1", help="Chip counts (target tensor parallelism) to try, e.g. 1,2,4,8."),
+    chips: Optional[str] = typer.Option(None, help="Chip counts (target tensor parallelism) to try (default 1,2,4,8)."),
     batch: str = typer.Option("1", help="Batch sizes to try."),
     context: int = typer.Option(1024, help="Context length in the KV cache."),
     combine: str = typer.Option("max", help="max (roofline) or sum (the seed's eq. 4)."),
@@ -85,12 +86,23 @@ def optimize_command(
     top: int = typer.Option(5, help="Configurations shown (best + runner-ups)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Find the best configuration: draft (and quantization), tiny stage or not, K, k_tiny, m, chips, batch."""
+    """Find the best configuration: draft (and quantization), tiny stage or not, K, k_tiny, m, chips, batch.
+
+    With no model or cost flag: the seed paper's headline setup (TPU v5e, Gemma-7B target, Gemma-2B draft at its
+    claimed alpha 0.9, the 10M Tiny at 0.85). With --hardware and --target only: the target family's smaller models
+    as drafts, their int8/int4 quantizations, the registry's Tiny or none, 1/2/4/8 chips."""
+    if hardware is None and target is None and c is None and not draft and not tiny:
+        from speccascade.costmodel.config import HEADLINE
+
+        hardware, target = HEADLINE.hardware, HEADLINE.target
+        draft = [f"{HEADLINE.draft.split(':')[0]}={alpha if alpha is not None else HEADLINE.alpha}"]
+        tiny = [f"{HEADLINE.tiny}={alpha_tiny if alpha_tiny is not None else HEADLINE.alpha_tiny}"]
     fields = {"hardware": hardware, "target": target, "alpha": alpha, "alpha_tiny": alpha_tiny, "c": c,
               "c_tiny": c_tiny, "k_max": k_max, "k_tiny_max": k_tiny_max, "context": context, "combine": combine,
               "objective": objective, "latency_limit_ms": latency_limit, "top": top,
-              "drafts": _candidates(draft, "--draft"), "tinies": _candidates(tiny, "--tiny"),
-              "quantizations": [q for q in (quantize or "").split(",") if q],
+              "drafts": _candidates(draft, "--draft") if draft else None,
+              "tinies": _candidates(tiny, "--tiny") if tiny else None,
+              "quantizations": None if quantize is None else [q for q in quantize.split(",") if q],
               "filter_widths": _numbers(filter_widths, "--filter-widths", int),
               "chips": _numbers(chips, "--chips", int), "batches": _numbers(batch, "--batch", int)}
     if strategies is not None:

@@ -21,9 +21,7 @@ from speccascade.strategies import StrategyKnobs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-# the strategies the runtime executes (its registry implementations), listed without importing jax
-RUNTIME_STRATEGIES = ("autoregressive", "speculative", "vertical", "vertical-budget", "filtered")
-DEFAULT_BENCH = ("autoregressive", "speculative", "vertical-budget", "vertical", "filtered")
+RUNTIME_STRATEGIES = registry.runtime_names()  # what the runtime executes, known without importing jax
 
 _trio_option = typer.Option(None, "--trio", help="Trained trio directory (default: $SPECCASCADE_HOME/trio; "
                                                   "trained there on first use)")
@@ -153,7 +151,7 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
 
 @app.command()
 def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies "
-                                                  f"(default: {','.join(DEFAULT_BENCH)}; with --config: "
+                                                  f"(default: {','.join(RUNTIME_STRATEGIES)}; with --config: "
                                                   "autoregressive and the config's strategy)"),
           new_tokens: int = typer.Option(64, "--new-tokens", help="New tokens per generation"),
           repeats: int = typer.Option(4, "--repeats", help="Timed generations per strategy"),
@@ -180,7 +178,7 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
     if strategies is not None:
         names = tuple(name.strip() for name in strategies.split(",") if name.strip())
     else:
-        names = DEFAULT_BENCH if configured is None else ("autoregressive", configured)
+        names = RUNTIME_STRATEGIES if configured is None else ("autoregressive", configured)
     names = tuple(dict.fromkeys(_runtime_name(name) for name in names))
     for name in names:
         knobs.for_strategy(name)  # knob ranges checked before any model loads

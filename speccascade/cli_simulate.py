@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from speccascade.costmodel.config import PredictConfig
+from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.simulate import ConfidenceThreshold, IID, Markov, SimulationResult, load_empirical, simulate
 from speccascade.simulate.build import PROCESS_KINDS, make_process, target_alpha
@@ -32,7 +33,7 @@ def processes_for(config: PredictConfig, kind: str | None, rho: float, empirical
     process = make_process(kind, target_alpha(config, strategy), rho=rho, alphas=config.alphas, empirical=data,
                            persistent=not reset, resample=resample)
     inner = None
-    if strategy == "vertical" and config.alpha_tiny is not None:
+    if "alpha_tiny" in {pair.parameter for pair in registry.get(strategy).pairs} and config.alpha_tiny is not None:
         inner = Markov(config.alpha_tiny, rho, not reset) if kind == "markov" else IID(config.alpha_tiny)
     return process, inner
 

@@ -18,7 +18,9 @@ tokens, later ones 1; a verifier feeds the last committed token plus every draft
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Annotated, Any, Callable, Generic, Mapping, TypeVar
+
+from pydantic import AfterValidator, WithJsonSchema
 
 from .errors import InputError
 
@@ -32,7 +34,7 @@ class Knob:
 
     name: str
     description: str
-    default: int
+    default: int | None  # None: derived from the other knobs by the step shape (say how in the description)
     minimum: int = 1
     maximum: int = 256
 
@@ -61,6 +63,7 @@ class Forwards:
     count: Any
     tokens: Any
     columns: str | None = None
+    label: str = ""  # what the forwards do, for tables ("drafts", "review", "verify", ...)
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,16 @@ class StepShape:
         reviews = self.reviews if reviews is None else reviews
         if reviews is None:
             raise ValueError("this step shape has a random number of reviews: pass the count")
-        scaled = [Forwards(f.role, f.count * reviews, f.tokens, f.columns) for f in self.per_review]
-        return [f for f in scaled + list(self.fixed) if not _is_zero(f.count)]
+        scaled = [Forwards(f.role, f.count * reviews, f.tokens, f.columns, f.label) for f in self.per_review]
+        return [f for f in scaled + list(self.fixed) if not is_zero(f.count)]
 
     def verify_tokens(self) -> Any:
         """Tokens of the final verifier's forward (the target's, once per step)."""
         return next(f.tokens for f in self.fixed if f.role == "target")
 
 
-def _is_zero(value: Any) -> bool:
+def is_zero(value: Any) -> bool:
+    """True for a count that is the number 0 (arrays and symbols are kept: their zero entries cost nothing)."""
     try:
         return bool(value == 0)
     except (TypeError, ValueError):  # arrays: keep (their zero entries multiply to zero time)
@@ -108,12 +112,13 @@ class StrategySpec:
     pairs: tuple[Pair, ...]
     shape: Callable[[Mapping[str, Any]], StepShape]
     aliases: tuple[str, ...] = ()
+    runtime: bool = False  # executed by the JAX runtime (its table is checked against this by a test)
 
     @property
     def knob_names(self) -> tuple[str, ...]:
         return tuple(knob.name for knob in self.knobs)
 
-    def defaults(self) -> dict[str, int]:
+    def defaults(self) -> dict[str, int | None]:
         return {knob.name: knob.default for knob in self.knobs}
 
     def check_knobs(self, knobs: Mapping[str, Any]) -> dict[str, int]:
@@ -150,57 +155,81 @@ K_BUDGET = Knob("k", "draft tokens per target step (Draft reviews run until k ar
 K_TINY = Knob("k_tiny", "Tiny drafts per Draft review", 3, maximum=64)
 FILTER_WIDTH = Knob("filter_width", "Tiny's top-m tokens the Draft may propose (output-head columns)", 64,
                     maximum=1 << 20)
-K_DRAFT = Knob("k_draft", "positions drafted by the Draft (the rest by the Tiny)", 2, minimum=0)
+K_DRAFT = Knob("k_draft", "positions drafted by the Draft, the rest by the Tiny (default: half of k, rounded up)",
+               None, minimum=0)
 TREE_NODES = Knob("tree_nodes", "nodes of the candidate tree the target verifies", 63, minimum=0, maximum=4096)
 
 DRAFT_TARGET = Pair("draft", "target", "alpha", "the target's acceptance of a Draft token")
 TINY_DRAFT = Pair("tiny", "draft", "alpha_tiny", "the Draft's acceptance of a Tiny token (in a review)")
 
 
-def _drafter(role: str, drafts: Any, columns: str | None = None) -> tuple[Forwards, ...]:
+def _drafter(role: str, drafts: Any, columns: str | None = None, label: str = "drafts") -> tuple[Forwards, ...]:
     """``drafts`` tokens drafted one by one: the first forward feeds the lag, the others one token each."""
-    return (Forwards(role, 1, DRAFT_LAG, columns), Forwards(role, drafts - 1, 1, columns))
+    return (Forwards(role, 1, DRAFT_LAG, columns, f"{label} (first, lag {DRAFT_LAG})"),
+            Forwards(role, drafts - 1, 1, columns, label))
+
+
+def _verify(tokens: Any) -> Forwards:
+    return Forwards("target", 1, tokens, None, "verify")
 
 
 def _autoregressive(knobs: Mapping[str, Any]) -> StepShape:
-    return StepShape((Forwards("target", 1, 1),))
+    return StepShape((Forwards("target", 1, 1, None, "decode"),))
 
 
 def _speculative(knobs: Mapping[str, Any]) -> StepShape:
     k = knobs["k"]
-    return StepShape(_drafter("draft", k) + (Forwards("target", 1, k + 1),))
+    return StepShape(_drafter("draft", k) + (_verify(k + 1),))
 
 
 def _review(knobs: Mapping[str, Any]) -> tuple[Forwards, ...]:
     """One Draft review: Tiny drafts k_tiny tokens, the Draft checks them in one forward over k_tiny + lag tokens."""
     k_tiny = knobs["k_tiny"]
-    return _drafter("tiny", k_tiny) + (Forwards("draft", 1, k_tiny + DRAFT_LAG),)
+    return _drafter("tiny", k_tiny, label="tiny drafts") + (Forwards("draft", 1, k_tiny + DRAFT_LAG, None, "review"),)
 
 
 def _vertical(knobs: Mapping[str, Any]) -> StepShape:
     k, k_tiny = knobs["k"], knobs["k_tiny"]
-    return StepShape((Forwards("target", 1, k * (k_tiny + 1) + 1),), _review(knobs), k)
+    return StepShape((_verify(k * (k_tiny + 1) + 1),), _review(knobs), k)
 
 
 def _vertical_budget(knobs: Mapping[str, Any]) -> StepShape:
-    return StepShape((Forwards("target", 1, knobs["k"] + 1),), _review(knobs), None)
+    return StepShape((_verify(knobs["k"] + 1),), _review(knobs), None)
 
 
 def _filtered(knobs: Mapping[str, Any]) -> StepShape:
     k = knobs["k"]
-    return StepShape(_drafter("tiny", k) + _drafter("draft", k, "filter_width") + (Forwards("target", 1, k + 1),))
+    return StepShape(_drafter("tiny", k, label="top-m") + _drafter("draft", k, "filter_width", "m-column drafts")
+                     + (_verify(k + 1),))
 
 
 def _horizontal(knobs: Mapping[str, Any]) -> StepShape:
     """Draft drafts positions 1..k_draft, then Tiny the rest; Tiny's first forward also catches up on the Draft's
     k_draft tokens. Shapes for k_draft = 0 or = k drop the missing drafter's forwards (zero counts)."""
-    k, k_draft = knobs["k"], knobs["k_draft"]
+    k, k_draft = knobs["k"], knobs.get("k_draft")
+    if k_draft is None:
+        k_draft = default_k_draft(k)
     tiny_positions = k - k_draft
     draft_used = _indicator(k_draft)
     tiny_used = _indicator(tiny_positions)
-    return StepShape((Forwards("draft", draft_used, DRAFT_LAG), Forwards("draft", k_draft - draft_used, 1),
-                      Forwards("tiny", tiny_used, DRAFT_LAG + k_draft), Forwards("tiny", tiny_positions - tiny_used, 1),
-                      Forwards("target", 1, k + 1)))
+    return StepShape((Forwards("draft", draft_used, DRAFT_LAG, None, "draft positions (first)"),
+                      Forwards("draft", k_draft - draft_used, 1, None, "draft positions"),
+                      Forwards("tiny", tiny_used, DRAFT_LAG + k_draft, None, "tiny positions (first, catch-up)"),
+                      Forwards("tiny", tiny_positions - tiny_used, 1, None, "tiny positions"),
+                      _verify(k + 1)))
+
+
+def default_k_draft(k: Any) -> Any:
+    """Horizontal cascade without k_draft: the Draft drafts the first half of the positions, rounded up."""
+    if isinstance(k, int):
+        return (k + 1) // 2
+    if hasattr(k, "free_symbols"):
+        import sympy as sp
+
+        return sp.ceiling(k / 2)
+    import numpy as np
+
+    return np.ceil(np.asarray(k) / 2)
 
 
 def _indicator(count: Any) -> Any:
@@ -220,32 +249,32 @@ def _indicator(count: Any) -> Any:
 
 
 def _heads(knobs: Mapping[str, Any]) -> StepShape:
-    return StepShape((Forwards("heads", 1, 1), Forwards("target", 1, knobs["tree_nodes"] + 1)))
+    return StepShape((Forwards("heads", 1, 1, None, "heads"), _verify(knobs["tree_nodes"] + 1)))
 
 
 AUTOREGRESSIVE = StrategySpec(
     "autoregressive", "one target forward per token", "baseline", ("target",), (), (), _autoregressive,
-    aliases=("ar", "baseline"))
+    aliases=("ar", "baseline"), runtime=True)
 SPECULATIVE = StrategySpec(
     "speculative", "the Draft proposes k tokens, the Target verifies k + 1 in one forward",
     "Leviathan et al. 2023; Chen et al. 2023", ("draft", "target"), (K,), (DRAFT_TARGET,), _speculative,
-    aliases=("spec", "sd"))
+    aliases=("spec", "sd"), runtime=True)
 VERTICAL = StrategySpec(
     "vertical", "k Draft reviews of k_tiny Tiny drafts each; the Target verifies every delivered token",
     "Chen et al. 2024 (Cascade Speculative Drafting); Spector and Re 2023 (staged); shared/seeds/000",
     ("tiny", "draft", "target"), (K_REVIEWS, K_TINY), (TINY_DRAFT, DRAFT_TARGET), _vertical,
-    aliases=("cascade", "vertical-cascade"))
+    aliases=("cascade", "vertical-cascade"), runtime=True)
 VERTICAL_BUDGET = StrategySpec(
     "vertical-budget", "Draft reviews of k_tiny Tiny drafts until k tokens are delivered; the Target verifies k",
     "Chen et al. 2024 (the Draft's k tokens made by speculative decoding with the Tiny)",
     ("tiny", "draft", "target"), (K_BUDGET, K_TINY), (TINY_DRAFT, DRAFT_TARGET), _vertical_budget,
-    aliases=("cascade-budget",))
+    aliases=("cascade-budget",), runtime=True)
 FILTERED = StrategySpec(
     "filtered", "each Draft proposal restricted to Tiny's top filter_width tokens; the Target verifies k + 1",
     "shared/seeds/000 Algorithm 1 (made exact); gamma_total by its eq. 6", ("tiny", "draft", "target"),
     (K, FILTER_WIDTH), (Pair("draft", "target", "gamma_total", "the target's acceptance of a filtered Draft token "
                              "(the seed's gamma_0 gamma_1|0 gamma_2|1)"),), _filtered,
-    aliases=("filtered-cascade",))
+    aliases=("filtered-cascade",), runtime=True)
 HORIZONTAL = StrategySpec(
     "horizontal", "the Draft drafts the first k_draft positions, the Tiny the other k - k_draft",
     "Chen et al. 2024 (horizontal cascade)", ("tiny", "draft", "target"), (K, K_DRAFT),
@@ -264,6 +293,11 @@ _ALIASES: dict[str, str] = {alias: spec.name for spec in REGISTRY.values() for a
 def names() -> tuple[str, ...]:
     """Canonical strategy names, in registry order."""
     return tuple(REGISTRY)
+
+
+def runtime_names() -> tuple[str, ...]:
+    """The strategies the JAX runtime executes (known without importing it)."""
+    return tuple(spec.name for spec in REGISTRY.values() if spec.runtime)
 
 
 def canonical(name: str) -> str:
@@ -343,3 +377,21 @@ class StrategyKnobs:
 
     def for_strategy(self, name: str) -> dict[str, int]:
         return get(name).check_knobs({knob: getattr(self, knob) for knob in self.__dataclass_fields__})
+
+
+def _validated_name(name: str) -> str:
+    if str(name).strip().lower() == "auto":
+        raise ValueError("'auto' is not a strategy here; name one")
+    return canonical(name)
+
+
+def _validated_name_or_auto(name: str) -> str:
+    return "auto" if str(name).strip().lower() == "auto" else canonical(name)
+
+
+# pydantic field types: a registry name or alias, stored as the canonical name (one line naming the problem else)
+_SPELLINGS = sorted(_ALIASES)
+StrategyName = Annotated[str, AfterValidator(_validated_name), WithJsonSchema(
+    {"type": "string", "enum": _SPELLINGS, "description": "a strategy name or alias (speccascade/strategies.py)"})]
+StrategyNameOrAuto = Annotated[str, AfterValidator(_validated_name_or_auto), WithJsonSchema(
+    {"type": "string", "enum": ["auto", *_SPELLINGS], "description": "auto or a strategy name or alias"})]

@@ -109,7 +109,7 @@ def test_tokens_per_chip_objective_counts_chips():
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["optimize", "--alpha", "0.75"], "--c"),
+    (["optimize", "--target", "gemma-7b", "--alpha", "0.75"], "--c"),
     (["optimize", "--alpha", "1.5", "--c", "0.1"], "alpha"),
     (["optimize", "--hardware", "tpu-v5e", "--target", "gemma-7b", "--draft", "nosuch-model=0.8"], "unknown model"),
     (["optimize", "--hardware", "tpu-v5e", "--target", "gemma-7b", "--draft", "gemma-2b=high"], "NAME=ALPHA"),
@@ -117,7 +117,8 @@ def test_tokens_per_chip_objective_counts_chips():
     (["optimize", "--hardware", "tpu-v5e", "--target", "gemma-7b", "--objective", "throughput"], "latency"),
     (["optimize", "--hardware", "tpu-v5e", "--target", "gemma-7b", "--chips", "1,x"], "--chips"),
     (["optimize", "--hardware", "nosuch-chip", "--target", "gemma-7b"], "unknown hardware"),
-    (["optimize", "--alpha", "0.8", "--c", "0.1", "--strategies", "medusa"], "unknown strategies"),
+    (["optimize", "--alpha", "0.8", "--c", "0.1", "--strategies", "medusa"], "does not search heads"),
+    (["optimize", "--alpha", "0.8", "--c", "0.1", "--strategies", "nonesuch"], "unknown strategy 'nonesuch'"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     code, out, err = run(capsys, *argv)

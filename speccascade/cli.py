@@ -34,6 +34,37 @@ register_analysis(app)
 register_simulate(app)
 
 
+@app.command("strategies")
+def strategies_command(json_output: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
+                       markdown: bool = typer.Option(False, "--markdown", help="Print docs/strategies.md's "
+                                                                                 "generated block.")) -> None:
+    """List the registered strategies: aliases, roles, knobs, pairs and step shapes (the one vocabulary)."""
+    import json
+
+    from . import strategies as registry
+    from .strategies_doc import describe, markdown as markdown_text, shape_lines
+
+    if markdown:
+        typer.echo(markdown_text(), nl=False)
+        return
+    if json_output:
+        typer.echo(json.dumps([describe(spec) for spec in registry.REGISTRY.values()], indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="speccascade strategies (speccascade/strategies.py)")
+    for column in ("strategy", "aliases", "roles", "knobs", "pairs", "step shape", "runtime"):
+        table.add_column(column)
+    for spec in registry.REGISTRY.values():
+        table.add_row(spec.name, ", ".join(spec.aliases), ", ".join(spec.roles),
+                      ", ".join(f"{k.name}={k.default}" for k in spec.knobs),
+                      ", ".join(f"{p.name}: {p.parameter}" for p in spec.pairs),
+                      escape("\n".join(shape_lines(spec))), "yes" if spec.runtime else "-")
+    Console(width=200).print(table)
+
+
 def fail(message: str) -> None:
     """Print one error line and exit with code 2."""
     typer.echo(f"error: {message}", err=True)

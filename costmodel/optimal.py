@@ -58,10 +58,10 @@ def review_pgf_polynomial(a0: sp.Expr, k0: int, z: sp.Expr) -> sp.Expr:
     return (1 - a0) * z * sum((a0 * z) ** j for j in range(k0)) + a0**k0 * z ** (k0 + 1)
 
 
-def vertical_speedup_expression(k_outer: int, k_inner: int) -> sp.Expr:
+def vertical_speedup_expression(k: int, k_tiny: int) -> sp.Expr:
     """S3 for fixed integer K and k_tiny in the abstract model (verify cost v), as a sympy expression."""
-    phi = review_pgf_polynomial(alpha_tiny, k_inner, alpha)
-    return (1 - alpha * phi**k_outer) / ((1 - alpha) * (v + k_outer * (c + k_inner * c_tiny)))
+    phi = review_pgf_polynomial(alpha_tiny, k_tiny, alpha)
+    return (1 - alpha * phi**k) / ((1 - alpha) * (v + k * (c + k_tiny * c_tiny)))
 
 
 # --- numeric forms (numpy, vectorized) -------------------------------------------------------------------
@@ -269,12 +269,12 @@ def synergy_threshold(alpha_value: float, c_value: float, c_tiny_value: float, k
 
 
 @lru_cache(maxsize=64)
-def synergy_condition_expression(k_outer: int = 1, k_inner: int = 1) -> sp.Expr:
+def synergy_condition_expression(k: int = 1, k_tiny: int = 1) -> sp.Expr:
     """alpha_tiny at which S3(K, k_tiny) equals a 2-level speedup S2 (symbol), solved where sympy can
     (K = 1, k_tiny = 1 is linear in alpha_tiny); otherwise the equation S3 = S2."""
     s2 = sp.Symbol("S_2")
-    equation = sp.Eq(vertical_speedup_expression(k_outer, k_inner), s2)
-    if k_outer * k_inner <= 2:
+    equation = sp.Eq(vertical_speedup_expression(k, k_tiny), s2)
+    if k * k_tiny <= 2:
         roots = sp.solve(equation, alpha_tiny)
         if roots:
             return sp.simplify(roots[-1])

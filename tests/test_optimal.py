@@ -124,11 +124,11 @@ def test_vertical_speedup_matches_strategy_evaluate_in_abstract_mode():
 
 
 def test_polynomial_pgf_matches_acceptance_module():
-    for k_outer, k_inner in [(1, 1), (2, 3), (4, 2)]:
-        expression = optimal.vertical_speedup_expression(k_outer, k_inner)
+    for k, k_tiny in [(1, 1), (2, 3), (4, 2)]:
+        expression = optimal.vertical_speedup_expression(k, k_tiny)
         values = {optimal.alpha: 0.8, optimal.alpha_tiny: 0.6, optimal.c: 0.0, optimal.c_tiny: 0.0, optimal.v: 1.0}
         assert float(expression.subs(values)) == pytest.approx(
-            float(vertical_expected_tokens(0.8, 0.6, k_outer, k_inner)), rel=1e-12)
+            float(vertical_expected_tokens(0.8, 0.6, k, k_tiny)), rel=1e-12)
 
 
 def test_synergy_threshold_against_brute_force():

@@ -298,6 +298,25 @@ def default_output(name: str) -> Path:
     return user_home() / "chips" / f"{name}.toml"
 
 
+def cached_profile(name: str = "local", device: str | None = None) -> ChipProfile | None:
+    """The profile an earlier ``speccascade hardware probe --name NAME`` wrote for this machine, or None: none was
+    written, it does not validate, or ``device`` (the device or CPU model the probe names first in its
+    ``description``, e.g. ``cpu_model_name()[1]`` or JAX's ``device_kind``) differs, so it was probed elsewhere.
+    Reads a file only (no JAX, no measurement)."""
+    from .registry import load_toml_model
+
+    path = default_output(name)
+    if not path.is_file():
+        return None
+    try:
+        profile = load_toml_model(path, ChipProfile)
+    except InputError:
+        return None
+    if device is not None and not profile.description.startswith(f"{device}, probed"):
+        return None
+    return profile
+
+
 def write_profile(profile: ChipProfile, path: Path) -> Path:
     """Write ``profile`` as TOML (tomli_w) with a header comment; returns the path written."""
     import tomli_w

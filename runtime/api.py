@@ -19,6 +19,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from speccascade.hardware.model import ModelProfile
+
 Params = Any  # a pytree of arrays (an nnx.State or a dict)
 Cache = dict[str, Any]
 # forward(params, cache, tokens int32[B, T]) -> (logits float32[B, T, V], cache)
@@ -37,7 +39,9 @@ class CausalLM:
     ``forward`` must be a pure function of its arguments (jittable, no Python side effects), so strategies can
     close over it inside their own ``jax.jit``. ``param_bytes`` is the bytes of weights one forward streams
     (used for achieved-bandwidth reports). ``forward_columns`` (optional) computes the logits of given vocabulary
-    entries only; the filtered cascade's Draft uses it to skip the rest of its output layer.
+    entries only; the filtered cascade's Draft uses it to skip the rest of its output layer. ``profile``
+    (optional) is the model's :class:`~speccascade.hardware.model.ModelProfile` (architecture, dtype), which
+    trace headers carry so the cost model can predict a run; the runtime's own models set it.
     """
 
     name: str
@@ -48,6 +52,7 @@ class CausalLM:
     param_bytes: int
     max_len: int
     forward_columns: ColumnsFn | None = None
+    profile: ModelProfile | None = None
 
     def __hash__(self) -> int:  # identity hash: usable as a jit static argument
         return id(self)

@@ -8,6 +8,11 @@ model per step); acceptance per pair (alpha = accepted / tested, beta = mean sum
 of a step (:mod:`.overhead`: the share of a fused step's wall time outside model forwards). Then per model a
 forward microbenchmark (:mod:`.microbench`). Every step and forward is a trace record, appended and flushed as it
 happens.
+
+The trace header (schema version 2, :mod:`speccascade.traces`) names the chip (``BenchConfig.chip``: a profile
+name or TOML path; default the probed profile of this machine that ``speccascade hardware probe`` cached, else
+none, said in the header's notes) and carries every model's ModelProfile (``CausalLM.profile``), so the cost model
+can predict the run; every step names its strategy by registry name with its knobs.
 """
 
 from __future__ import annotations
@@ -27,18 +32,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from speccascade.errors import InputError
 
+from speccascade.hardware.chip import ChipProfile
+from speccascade.hardware.probe import cached_profile, cpu_model_name, default_output
+from speccascade.hardware.registry import load_chip, portable_chip
+from speccascade.strategies import StrategyKnobs
+from speccascade.traces import (
+    CompileRecord, HardwareInfo, Header, Knobs, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
+    Summary, TraceWriter, acceptance_from_steps, write_summary,
+)
+
 from .api import CausalLM
 from .decoding import Decoder, SamplingConfig, StepStats, build_strategy
-from speccascade.strategies import StrategyKnobs
-
 from .decoding.build import STRATEGY_NAMES, check_strategy
 from .decoding.sampling import GREEDY
 from .microbench import time_forwards
 from .overhead import host_overhead
-from .traces import (
-    CompileRecord, HardwareInfo, Header, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
-    Summary, TraceWriter, acceptance_from_steps, write_summary,
-)
 
 ROLES = ("tiny", "draft", "target")
 # Python source, like the corpus the default trio learned from (the standard library); varied on purpose, since
@@ -65,12 +73,15 @@ class BenchConfig:
     seed: int = 0
     fsync: bool = False
     extra: dict = field(default_factory=dict)  # recorded in the header (e.g. which draft variant)
+    chip: str | None = None          # chip profile name or TOML path; None: this machine's cached probe, if any
 
     def __post_init__(self) -> None:
         names = tuple(dict.fromkeys(check_strategy(name, self.knobs)[0] for name in self.strategies))
         object.__setattr__(self, "strategies", names)  # canonical registry names (aliases resolved)
         if self.new_tokens < 1 or self.repeats < 1 or self.staged_repeats < 0:
             raise InputError("new_tokens and repeats must be >= 1, staged_repeats >= 0")
+        if self.chip is not None:
+            load_chip(self.chip)  # an unknown chip fails before any model compiles
 
 
 def hardware_info() -> HardwareInfo:
@@ -79,29 +90,54 @@ def hardware_info() -> HardwareInfo:
                         host=platform.platform(), cpu_count=os.cpu_count(), jax_version=jax.__version__)
 
 
-def model_infos(models: dict[str, CausalLM | None]) -> list[ModelInfo]:
-    return [ModelInfo(role=role, name=model.name, param_bytes=model.param_bytes, vocab_size=model.vocab_size,
-                      max_len=model.max_len) for role, model in models.items() if model is not None]
+def chip_for_header(chip: str | None, hardware: HardwareInfo) -> tuple[str | ChipProfile | None, list[str]]:
+    """(the header's ``chip``, notes): a shipped profile by name, any other profile embedded; with no ``chip``
+    the profile ``speccascade hardware probe`` cached for this machine (embedded), else None and a note."""
+    if chip is not None:
+        return portable_chip(chip), []
+    device = cpu_model_name()[1] if hardware.backend == "cpu" else hardware.device_kind
+    probed = cached_profile(device=device)
+    if probed is not None:
+        return probed, [f"chip: this machine's probed profile ({default_output('local')}), embedded"]
+    return None, [f"no chip profile: none given (BenchConfig.chip) and no probed profile of "
+                  f"this machine ({device}) at {default_output('local')}; run `speccascade hardware probe` first"]
 
 
-def step_record(label: str, mode: str, repeat: int, context: int, stats: StepStats) -> StepRecord:
-    pairs = {name: PairRecord(proposed=pair.proposed, tested=pair.tested, accepted=pair.accepted,
-                              beta_sum=pair.beta_sum, sequence=pair.sequence) for name, pair in stats.pairs.items()}
-    return StepRecord(strategy=label, mode=mode, repeat=repeat, step=stats.step, context=context,
-                      tokens_emitted=stats.emitted, pairs=pairs, stage_ms=stats.stage_ms, step_ms=stats.step_ms,
-                      extras=stats.extras)
+def model_infos(models: dict[str, CausalLM | None]) -> tuple[list[ModelInfo], list[str]]:
+    """Header entries of the models (with their ModelProfiles) and a note per model that has no profile."""
+    infos, notes = [], []
+    for role, model in models.items():
+        if model is None:
+            continue
+        profile = getattr(model, "profile", None)
+        if profile is None:
+            notes.append(f"{role} model '{model.name}' has no ModelProfile (not built from a runtime model config)")
+        infos.append(ModelInfo(role=role, name=model.name, param_bytes=model.param_bytes,
+                               vocab_size=model.vocab_size, max_len=model.max_len, profile=profile))
+    return infos, notes
+
+
+def step_record(name: str, knobs: dict[str, int], mode: str, repeat: int, context: int,
+                stats: StepStats) -> StepRecord:
+    pairs = {pair_name: PairRecord(proposed=pair.proposed, tested=pair.tested, accepted=pair.accepted,
+                                   beta_sum=pair.beta_sum, sequence=pair.sequence)
+             for pair_name, pair in stats.pairs.items()}
+    return StepRecord(strategy=name, knobs=Knobs(**knobs), mode=mode, repeat=repeat, step=stats.step,
+                      context=context, tokens_emitted=stats.emitted, pairs=pairs, stage_ms=stats.stage_ms,
+                      step_ms=stats.step_ms, extras=stats.extras)
 
 
 def _timed_generations(decoder: Decoder, label: str, prompt: Sequence[int], config: BenchConfig, staged: bool,
                        repeats: Sequence[int], writer: TraceWriter | None, advance
                        ) -> list[tuple[float, list[StepRecord]]]:
     runs = []
+    knobs = decoder.strategy.knobs()
     for repeat in repeats:
         records: list[StepRecord] = []
         context = [len(prompt)]
 
         def on_step(stats: StepStats, records=records, context=context, repeat=repeat) -> None:
-            record = step_record(label, "staged" if staged else "fused", repeat, context[0], stats)
+            record = step_record(label, knobs, "staged" if staged else "fused", repeat, context[0], stats)
             context[0] += stats.emitted
             records.append(record)
             if writer is not None:
@@ -133,8 +169,11 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
     capacity = len(prompt) + config.new_tokens + lookahead
     run_id = uuid.uuid4().hex[:12]
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    hardware, infos = hardware_info(), model_infos(models)
-    header = Header(run_id=run_id, created_utc=created, command=command, hardware=hardware, models=infos,
+    hardware = hardware_info()
+    infos, notes = model_infos(models)
+    chip, chip_notes = chip_for_header(config.chip, hardware)
+    header = Header(run_id=run_id, created_utc=created, command=command, chip=chip, hardware=hardware,
+                    models=infos, notes=chip_notes + notes,
                     config={"strategies": {name: s.config() for name, s in strategies.items()},
                             "prompt_tokens": [len(p) for p in prompts], "new_tokens": config.new_tokens,
                             "repeats": config.repeats, "staged_repeats": config.staged_repeats,
@@ -185,7 +224,7 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
                     time_forwards(models[role], role, range(1, max_tokens + 1), points, capacity,
                                   config.microbench_repeats,
                                   on_record=lambda record: (writer.write(record), bar.advance(task)))
-    summary = _summarize(results, config, run_id, created, trace_path, hardware, infos)
+    summary = _summarize(results, config, run_id, created, trace_path, header)
     if summary_path is not None:
         write_summary(summary_path, summary)
     return summary
@@ -195,8 +234,8 @@ def _max_proposed(strategy) -> dict[str, int]:
     return dict(strategy.pairs)
 
 
-def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str,
-               created: str, trace_path, hardware: HardwareInfo, infos: list[ModelInfo]) -> Summary:
+def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str, created: str, trace_path,
+               header: Header) -> Summary:
     summaries = {}
     for name, result in results.items():
         fused_steps = [record for _, records in result["fused"] for record in records]
@@ -208,7 +247,8 @@ def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str,
                 stage_ms[role] = sum(step.stage_ms.get(role, 0.0) for step in staged_steps) / len(staged_steps)
         overhead = result["overhead"]["host_overhead_fraction"] if result["overhead"] else None
         summaries[name] = StrategySummary(
-            strategy=name, config=result["decoder"].strategy.config(), repeats=config.repeats,
+            strategy=name, knobs=Knobs(**result["decoder"].strategy.knobs()),
+            config=result["decoder"].strategy.config(), repeats=config.repeats,
             new_tokens=config.new_tokens, ms_per_token=spread, tokens_per_s=1000.0 / spread.median,
             compile_s=result["compile_s"],
             tokens_per_step=sum(step.tokens_emitted for step in fused_steps) / len(fused_steps),
@@ -220,5 +260,6 @@ def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str,
             "speedup": statistics.median([ar / ms for ar, ms in zip(baseline, summary.ms_per_token.values)]),
             "speedup_total": sum(baseline) / sum(summary.ms_per_token.values)})
             for name, summary in summaries.items()}
-    return Summary(run_id=run_id, created_utc=created, trace_file=str(trace_path), hardware=hardware, models=infos,
-                   strategies=summaries, extras=dict(config.extra))
+    return Summary(run_id=run_id, created_utc=created, trace_file=str(trace_path), chip=header.chip,
+                   hardware=header.hardware, models=header.models, strategies=summaries, extras=dict(config.extra),
+                   notes=header.notes)

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from speccascade.errors import InputError
+from speccascade.traces import ForwardRecord
 
 from .api import CausalLM, with_position
-from .traces import ForwardRecord
 
 
 def _median_ms(call: Callable[[], object], repeats: int) -> tuple[float, float, float]:

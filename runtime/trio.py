@@ -10,6 +10,12 @@ Draft quantized at load time (:mod:`.models.quant`), so it is not stored. Sizes 
 
 76 + 7.9 + 4.3 MB is over the 40 MB that may ship in the repository, so the first use trains the trio into
 ``$SPECCASCADE_HOME/trio`` (reproducibly from the seed; 20 minutes measured on 2 shared CPU cores).
+
+Next to each model's checkpoint the trio writes its model profile, ``target.toml``, ``draft.toml`` and
+``tiny.toml`` (:mod:`.profiles`; the format of ``hardware/models/*.toml``, every number commented with its origin
+and the checkpoint's sha256), so the cost model predicts the trio: ``speccascade predict --hardware CHIP --target
+~/.speccascade/trio/target.toml --draft ~/.speccascade/trio/draft.toml``. Loading a trio trained before the
+profiles existed writes them; every loaded model's ``CausalLM.profile`` is its trio profile.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from speccascade.runtime.train import StageConfig
 
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = {"target": "target.safetensors", "draft": "draft.safetensors", "tiny": "tiny.safetensors"}
+PROFILE_FILES = {"target": "target.toml", "draft": "draft.toml", "tiny": "tiny.toml"}
 PLOT_FILE = "loss_curves.png"
 # bf16: bfloat16 weights, float32 accumulation; on XLA:CPU with AMX its forward over 2..7 tokens costs about what
 # one token costs (8-row matmuls, see runtime/models/transformer.py); fp32 (default) streams its weights faster
@@ -92,6 +99,7 @@ class Trio:
     metadata: dict
     modules: dict = field(default_factory=dict, repr=False, compare=False)
     max_len: int | None = None
+    profiles: dict = field(default_factory=dict, repr=False, compare=False)  # role -> ModelProfile (stored weights)
     _converted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -109,8 +117,11 @@ class Trio:
 
             if role not in self.modules:
                 raise InputError(f"this trio holds no {role} module to convert to {weights} weights")
-            name = f"{role}-{'bf16' if weights == 'bfloat16' else weights}"
-            self._converted[(role, weights)] = as_causal_lm(self.modules[role], name, self.max_len, weights=weights)
+            dtype = "bf16" if weights == "bfloat16" else weights
+            model = as_causal_lm(self.modules[role], f"{role}-{dtype}", self.max_len, weights=weights)
+            if role in self.profiles:
+                model = dataclasses.replace(model, profile=self.profiles[role].with_dtype(dtype))
+            self._converted[(role, weights)] = model
         return self._converted[(role, weights)]
 
     def models(self, target: str = "fp32", draft: str = "fp32") -> dict[str, CausalLM]:
@@ -125,6 +136,28 @@ class Trio:
 
 def default_trio_dir() -> Path:
     return user_home() / "trio"
+
+
+def profile_name(role: str) -> str:
+    return f"speccascade-trio-{role}"
+
+
+def trio_profile(role: str, module, sha256: str | None = None):
+    """The ModelProfile of the trio's ``role`` model (stored weights), naming its checkpoint and sha256."""
+    from speccascade.runtime.profiles import model_profile
+
+    return model_profile(module.config, name=profile_name(role), checkpoint=MODEL_FILES[role], sha256=sha256)
+
+
+def write_model_profiles(directory: str | Path, modules: dict, hashes: dict[str, str]) -> dict[str, Path]:
+    """Write ``target.toml``/``draft.toml``/``tiny.toml`` (model profiles, ``hardware/models`` format) next to the
+    checkpoints; ``hashes`` maps checkpoint file names to their sha256. Returns role -> path."""
+    from speccascade.runtime.profiles import write_profile_toml
+
+    directory = Path(directory)
+    return {role: write_profile_toml(module.config, directory / PROFILE_FILES[role], name=profile_name(role),
+                                     checkpoint=MODEL_FILES[role], sha256=hashes.get(MODEL_FILES[role]))
+            for role, module in modules.items()}
 
 
 def load_trio(path: str | Path, max_len: int | None = None) -> Trio:
@@ -143,10 +176,19 @@ def load_trio(path: str | Path, max_len: int | None = None) -> Trio:
         if module.config.vocab_size != tokenizer.vocab_size:
             raise InputError(f"checkpoint {path}: {role} has vocabulary {module.config.vocab_size}, tokenizer "
                              f"has {tokenizer.vocab_size}")
-    return Trio(target=as_causal_lm(modules["target"], "target", max_len),
-                draft=as_causal_lm(modules["draft"], "draft", max_len),
-                tiny=tiny_causal_lm(modules["tiny"], "tiny", max_len),
-                tokenizer=tokenizer, metadata=manifest.get("metadata", {}), modules=modules, max_len=max_len)
+    hashes = manifest.get("files", {})
+    if any(not (path / file).is_file() for file in PROFILE_FILES.values()):
+        try:  # a trio trained before the profiles existed
+            write_model_profiles(path, modules, hashes)
+        except OSError:  # a read-only checkpoint still loads; its models carry their profiles
+            pass
+    profiles = {role: trio_profile(role, module, hashes.get(MODEL_FILES[role])) for role, module in modules.items()}
+    models = {"target": as_causal_lm(modules["target"], "target", max_len),
+              "draft": as_causal_lm(modules["draft"], "draft", max_len),
+              "tiny": tiny_causal_lm(modules["tiny"], "tiny", max_len)}
+    models = {role: dataclasses.replace(model, profile=profiles[role]) for role, model in models.items()}
+    return Trio(**models, tokenizer=tokenizer, metadata=manifest.get("metadata", {}), modules=modules,
+                max_len=max_len, profiles=profiles)
 
 
 def load_default_trio(path: str | Path | None = None, train_if_missing: bool = True, seed: int = 0,
@@ -217,8 +259,10 @@ def train_trio(output_dir: str | Path, seed: int = 0, quick: bool = False, progr
     eval_start = time.perf_counter()
     evaluation = evaluate_trio(target, draft, tiny, heldout_tokens, plan.eval_windows, plan.eval_len)
     timings["eval_s"] = time.perf_counter() - eval_start
+    hashes = {}
     for role, module in (("target", target), ("draft", draft), ("tiny", tiny)):
-        save_model(module, output_dir / MODEL_FILES[role], role)
+        hashes[MODEL_FILES[role]] = save_model(module, output_dir / MODEL_FILES[role], role)
+    write_model_profiles(output_dir, {"target": target, "draft": draft, "tiny": tiny}, hashes)
     timings["total_s"] = time.perf_counter() - started
     metadata = {
         "seed": seed, "quick": quick, "plan": plan.to_dict(), "corpus": corpus.metadata(),

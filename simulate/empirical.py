@@ -13,9 +13,10 @@ Two kinds of recordings, each a list of sequences in text order:
 
 Files: JSON (an object ``{"outcomes": [[...], ...]}`` or ``{"betas": [[...], ...]}``, a flat list of numbers, or a
 list of lists) or JSONL (one such value per line). A bare list holding only 0/1 integers or booleans is outcomes;
-any other numbers are betas. A runtime trace (``speccascade.runtime.traces`` JSON Lines, read here as plain data,
-without importing the runtime) gives outcomes: each ``step`` record's ``pairs[PAIR].sequence`` ("AAR", rounds of
-an inner pair separated by "|"), PAIR = "draft->target" by default; the steps of one (strategy, mode, repeat) run
+any other numbers are betas. A runtime trace (JSON Lines, read with :func:`speccascade.traces.read_trace`: every
+version it reads, validated record by record) gives outcomes: each step's ``pairs[PAIR]`` accept/reject sequence
+("AAR", rounds of an inner pair separated by "|"), PAIR = "draft->target" by default, of every strategy or of one
+(a registry name or alias: ``cascade`` selects ``vertical``); the steps of one (strategy, knobs, mode, repeat) run
 form one sequence.
 """
 
@@ -29,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from speccascade.errors import InputError
+from speccascade.strategies import canonical
 
 from .policies import is_fixed, leading_true
 from .processes import Draw, apply_limits, count_dtype
@@ -109,33 +111,27 @@ def _build(kind: str, sequences: list, source: str) -> EmpiricalData:
     return EmpiricalData(kind, tuple(arrays), source)
 
 
-_TRACE_KINDS = {"header", "step", "forward", "compile"}
+def _trace_outcomes(path: Path, pair: str, strategy: str | None) -> EmpiricalData:
+    """Accept/reject sequences of ``pair`` from a runtime trace's steps (of ``strategy`` if given, a registry name
+    or alias), one sequence per run."""
+    from speccascade.traces import read_trace  # imported when used: ``python -m speccascade.traces`` stays clean
 
-
-def _trace_outcomes(records: list[tuple[int, Any]], path: Path, pair: str, strategy: str | None) -> EmpiricalData:
-    """Accept/reject sequences of ``pair`` from a runtime trace's step records (of ``strategy``'s label if
-    given), one sequence per run."""
+    trace = read_trace(path)
+    steps = trace.steps if strategy is None else trace.steps_of(strategy)
     runs: dict[tuple, list[int]] = {}
     seen: set[str] = set()
-    for number, record in records:
-        if not isinstance(record, dict) or record.get("kind") != "step":
-            continue
-        if strategy is not None and record.get("strategy") != strategy:
-            continue
-        pairs = record.get("pairs") or {}
-        if not isinstance(pairs, dict):
-            raise InputError(f"{path}:{number}: 'pairs' must be an object")
-        seen.update(pairs)
-        if pair not in pairs:
-            continue
-        sequence = (pairs[pair] or {}).get("sequence", "") if isinstance(pairs[pair], dict) else None
-        if not isinstance(sequence, str) or set(sequence) - set("AR|"):
-            raise InputError(f"{path}:{number}: pair {pair!r} needs a 'sequence' of A/R (and |), got {sequence!r}")
-        key = (record.get("strategy"), record.get("mode"), record.get("repeat"))
-        runs.setdefault(key, []).extend(1 if mark == "A" else 0 for mark in sequence if mark != "|")
+    for step in steps:
+        seen.update(step.pairs)
+        if pair in step.pairs:
+            key = (step.strategy, tuple(sorted(step.knobs.given().items())), step.mode, step.repeat)
+            runs.setdefault(key, []).extend(step.pairs[pair].outcomes())
     if not any(runs.values()):
         found = f"pairs found: {', '.join(sorted(seen))}" if seen else "no step records with pairs"
-        which = f" of strategy {strategy!r}" if strategy is not None else ""
+        which = ""
+        if strategy is not None:
+            name = canonical(strategy)
+            which = f" of strategy {strategy!r}{f' (= {name})' if name != strategy else ''}"
+            found += f"; strategies in the trace: {', '.join(trace.strategies()) or 'none'}"
         raise InputError(f"{path}: runtime trace has no accept/reject sequences for pair {pair!r}{which} ({found})")
     label = f"{path} [{pair}{', ' + strategy if strategy else ''}]"
     return _build("outcomes", [sequence for sequence in runs.values() if sequence], label)
@@ -143,8 +139,8 @@ def _trace_outcomes(records: list[tuple[int, Any]], path: Path, pair: str, strat
 
 def load_empirical(path: str | Path, pair: str = "draft->target", strategy: str | None = None) -> EmpiricalData:
     """Read a JSON, JSONL or runtime-trace recording (``pair`` selects a trace's drafter->verifier pair,
-    ``strategy`` its steps of one strategy label); any problem is one :class:`InputError` line naming the file
-    (and line)."""
+    ``strategy`` its steps of one strategy, by registry name or alias); any problem is one :class:`InputError`
+    line naming the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -168,8 +164,10 @@ def load_empirical(path: str | Path, pair: str = "draft->target", strategy: str 
             if number == len(lines) and not text.endswith("\n") and records:
                 break                      # a partial last line: a recording killed mid-write keeps the rest
             raise InputError(f"{path}:{number}: not valid JSON or JSONL ({error.msg})") from None
-    if any(isinstance(value, dict) and value.get("kind") in _TRACE_KINDS for _, value in records):
-        return _trace_outcomes(records, path, pair, strategy)
+    from speccascade.traces import RECORD_KINDS
+
+    if any(isinstance(value, dict) and value.get("kind") in RECORD_KINDS for _, value in records):
+        return _trace_outcomes(path, pair, strategy)
     kinds, sequences = set(), []
     for number, value in records:
         kind, found = _classify(value, f"{path}:{number}")

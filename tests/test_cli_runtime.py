@@ -8,7 +8,7 @@ import pytest
 
 import speccascade.runtime.trio as trio_module
 from speccascade.runtime.tokenizer import ByteBPETokenizer
-from speccascade.runtime.traces import read_summary, read_trace
+from speccascade.traces import read_summary, read_trace
 
 from runtime_fixtures import toy_trio
 from cli_runner import run

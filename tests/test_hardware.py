@@ -168,6 +168,39 @@ def test_cli_list_and_show_tables(capsys):
     assert code == 0 and shown["kind"] == "model" and shown["dtype"] == "int8"
 
 
+def test_model_profiles_by_path_are_written_and_read_afresh(tmp_path):
+    from speccascade.hardware import write_model_toml
+
+    for name in SHIPPED_MODELS:  # the writer's format reads back exactly
+        profile = load_model(name)
+        assert load_model(str(write_model_toml(profile, tmp_path / f"{name}.toml", {"layers": "from the test"}))) == profile
+    path = tmp_path / "gemma-2b.toml"
+    assert "layers = 18" in path.read_text() and "# from the test" in path.read_text()
+    assert load_model(f"{path}:int8") == load_model("gemma-2b:int8")
+    write_model_toml(load_model("gemma-7b"), path)  # the same path, another profile: not cached
+    assert load_model(str(path)) == load_model("gemma-7b")
+    bare = tmp_path / "profiles" / "target"  # a path without the .toml suffix
+    bare.parent.mkdir()
+    bare.write_text(path.read_text())
+    assert load_model(str(bare)) == load_model("gemma-7b")
+    with pytest.raises(InputError, match="missing.toml: file not found"):
+        load_model(str(tmp_path / "missing.toml"))
+    with pytest.raises(InputError, match="unknown quantization 'int3'"):
+        load_model(f"{path}:int3")
+
+
+def test_cached_probe_profile_is_this_machines_only():
+    from speccascade.hardware.probe import cached_profile, default_output, write_profile
+
+    assert cached_profile() is None
+    here = load_chip("tpu-v5e").model_copy(update={"name": "local", "description": "Some CPU, probed (cpu, 2 cores)"})
+    write_profile(here, default_output("local"))
+    assert cached_profile() == here and cached_profile(device="Some CPU") == here
+    assert cached_profile(device="Another CPU") is None
+    default_output("local").write_text("name = 3\n")
+    assert cached_profile() is None  # an invalid file is no profile
+
+
 # --- probe ------------------------------------------------------------------------------------------------
 def test_quick_probe_writes_a_profile_load_chip_reads_back(tmp_path, capsys):
     pytest.importorskip("jax")

@@ -166,6 +166,34 @@ def test_quick_trio_trains_saves_and_loads(quick_trio):
     assert load_default_trio(directory, train_if_missing=False).metadata == trio.metadata
 
 
+
+def test_quick_trio_writes_model_profiles_that_predict(quick_trio, tmp_path):
+    from speccascade.costmodel.config import PredictConfig
+    from speccascade.costmodel.predict import predict
+    from speccascade.hardware import load_model
+    from speccascade.runtime.checkpoint import read_manifest
+
+    directory, _ = quick_trio
+    trio = load_trio(directory)
+    hashes = read_manifest(directory)["files"]
+    for role in ("target", "draft", "tiny"):
+        profile = load_model(str(directory / f"{role}.toml"))
+        assert profile == getattr(trio, role).profile and hashes[f"{role}.safetensors"] in profile.source
+        assert profile.params_total == trio.modules[role].config.param_count()
+        assert profile.vocab == trio.tokenizer.vocab_size
+    assert trio.draft_int8.profile == trio.draft.profile.with_dtype("int8")
+    assert trio.target_bf16.profile.dtype == "bf16"
+    prediction = predict(PredictConfig(hardware="tpu-v5e", target=str(directory / "target.toml"),
+                                       draft=str(directory / "draft.toml"), alpha=0.8, k=4), "speculative")
+    assert prediction.ms_per_token > 0
+    older = tmp_path / "older"  # a trio trained before the profiles existed gets them on load
+    shutil.copytree(directory, older)
+    for role in ("target", "draft", "tiny"):
+        (older / f"{role}.toml").unlink()
+    assert load_trio(older).target.profile == trio.target.profile
+    assert load_model(str(older / "target.toml")) == trio.target.profile
+
+
 def test_trio_checkpoint_errors(quick_trio, tmp_path):
     directory, _ = quick_trio
     copy = tmp_path / "copy"

@@ -25,6 +25,7 @@ from flax import nnx
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 from speccascade.runtime.models.transformer import Embed, Linear, params_of, tree_bytes
+from speccascade.runtime.profiles import model_profile
 
 
 @dataclass(frozen=True)
@@ -84,4 +85,5 @@ def as_causal_lm(module: Tiny, name: str = "tiny", max_len: int | None = None) -
 
     return CausalLM(name=name, vocab_size=module.config.vocab_size, params=params, forward=jax.jit(forward),
                     init_cache=init_cache, param_bytes=tree_bytes(params),
-                    max_len=max_len or module.config.max_len)
+                    max_len=max_len or module.config.max_len,
+                    profile=model_profile(module.config, name=name, kind="tiny"))

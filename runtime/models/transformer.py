@@ -38,6 +38,7 @@ from flax import nnx
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
 from speccascade.runtime.models.quant import Int8Embed, Int8Linear, quantize_params
+from speccascade.runtime.profiles import model_profile
 
 WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
 # A bfloat16 matmul over fewer rows than this is padded with zero rows to this many. Measured on XLA:CPU 0.10
@@ -338,4 +339,5 @@ def as_causal_lm(module: Transformer, name: str, max_len: int | None = None,
 
     return CausalLM(name=name, vocab_size=config.vocab_size, params=params, forward=jax.jit(forward),
                     init_cache=init_cache, param_bytes=tree_bytes(params), max_len=max_len,
-                    forward_columns=jax.jit(forward_columns))
+                    forward_columns=jax.jit(forward_columns),
+                    profile=model_profile(config, name=name, kind="transformer"))

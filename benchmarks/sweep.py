@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from speccascade.costmodel.config import HEADLINE
-from speccascade.costmodel.plots import plot_all
-from speccascade.costmodel.sweep import SweepSpec, parse_axis, run_sweep
+from speccascade.costmodel.search.plots import plot_all
+from speccascade.costmodel.search.sweep import SweepSpec, parse_axis, run_sweep
 
 GRID = ("alpha=0.60:0.99:0.01", "alpha_tiny=0.50:0.98:0.02", "k=1:25", "k_tiny=1:10",
         "strategy=autoregressive,speculative,vertical,filtered")

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from speccascade.costmodel.audit import audit, findings_json
-from speccascade.costmodel.claims import load_claim
+from speccascade.costmodel.audit.claims import load_claim
 from speccascade.costmodel.config import PredictConfig
-from speccascade.costmodel.optimize import Candidate, OptimizeRequest, OptimizeResult, optimize
+from speccascade.costmodel.search.optimize import Candidate, OptimizeRequest, OptimizeResult, optimize
 from speccascade.errors import InputError
 
 from .cli_options import config_options
@@ -217,8 +217,8 @@ def sweep_command(
 
     from rich.progress import Progress
 
-    from speccascade.costmodel.plots import plot_all
-    from speccascade.costmodel.sweep import SweepSpec, parse_axis, run_sweep
+    from speccascade.costmodel.search.plots import plot_all
+    from speccascade.costmodel.search.sweep import SweepSpec, parse_axis, run_sweep
 
     axes = dict(parse_axis(text) for text in grid or [])
     chosen = tuple(s for s in (strategies or "").replace(" ", "").split(",") if s)

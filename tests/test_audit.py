@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from speccascade.costmodel.audit import audit, findings_json
-from speccascade.costmodel.claims import Claim, claim_json_schema, load_claim
+from speccascade.costmodel.audit.claims import Claim, claim_json_schema, load_claim
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import predict
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from speccascade.costmodel import optimal
+from speccascade.costmodel.search import optimal
 from speccascade.costmodel.acceptance import vertical_expected_tokens
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import evaluate

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from speccascade.costmodel.config import PredictConfig
-from speccascade.costmodel.optimize import Candidate, OptimizeRequest, optimize
+from speccascade.costmodel.search.optimize import Candidate, OptimizeRequest, optimize
 from speccascade.costmodel.predict import predict
 
 from cli_runner import run

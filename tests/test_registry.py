@@ -91,7 +91,7 @@ def test_optimize_with_no_flags_answers_the_headline(capsys):
 
 
 def test_default_search_tries_drafts_quantizations_tiny_and_chips():
-    from speccascade.costmodel.optimize import OptimizeRequest, structures
+    from speccascade.costmodel.search.optimize import OptimizeRequest, structures
 
     found = structures(OptimizeRequest(hardware="tpu-v5e", target="gemma-7b", alpha=0.8))
     drafts = {s.draft for s in found if s.draft}
@@ -104,8 +104,8 @@ def test_default_search_tries_drafts_quantizations_tiny_and_chips():
 @pytest.mark.parametrize("statement", [
     "import speccascade",
     "import speccascade.strategies, speccascade.strategies_doc",
-    "import speccascade.costmodel, speccascade.costmodel.predict, speccascade.costmodel.optimize",
-    "import speccascade.costmodel.sweep, speccascade.costmodel.audit",
+    "import speccascade.costmodel, speccascade.costmodel.predict, speccascade.costmodel.search.optimize",
+    "import speccascade.costmodel.search.sweep, speccascade.costmodel.audit",
     "import speccascade.simulate, speccascade.simulate.build",
     "import speccascade.traces",
     "import speccascade.cli; speccascade.cli.main(['--help'])",
@@ -116,3 +116,53 @@ def test_jax_free_layers_do_not_import_jax(statement):
             "assert 'jax' not in sys.modules, 'jax was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _module_imports(package_dir: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports (top-level and function-level, relative or absolute)."""
+    import ast
+
+    paths = {}
+    for path in package_dir.rglob("*.py"):
+        parts = list(path.relative_to(package_dir).with_suffix("").parts)
+        paths[".".join([package, *parts]).removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    anchor = here.split(".")[:len(here.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                for alias in node.names:
+                    targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        graph[name] = {target for target in targets if target in paths and target != name}
+    return graph
+
+
+def test_costmodel_has_no_import_cycles():
+    """costmodel/ and its sub-packages (search, audit) import one way: no cycle, not even through a lazy import."""
+    graph = _module_imports(ROOT / "costmodel", "speccascade.costmodel")
+    assert {"speccascade.costmodel.search.optimize", "speccascade.costmodel.audit.run"} <= set(graph)
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in graph[node]:
+            assert state.get(target) != 1, f"import cycle: {' -> '.join(path + [node, target])}"
+            if target not in state:
+                visit(target, path + [node])
+        state[node] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [])
+    core = {name for name in graph if name.count(".") == 2  # speccascade.costmodel.X: the model core
+            and not name.endswith((".search", ".audit"))}
+    for name in core:
+        assert not any(".search" in t or ".audit" in t for t in graph[name]), f"{name} imports search or audit"

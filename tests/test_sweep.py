@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from speccascade.costmodel.config import HEADLINE, PredictConfig
-from speccascade.costmodel.plots import pareto_front
+from speccascade.costmodel.search.plots import pareto_front
 from speccascade.costmodel.predict import predict
-from speccascade.costmodel.sweep import SweepSpec, parse_axis, run_sweep
+from speccascade.costmodel.search.sweep import SweepSpec, parse_axis, run_sweep
 from speccascade.errors import InputError
 
 from cli_runner import run

@@ -4,7 +4,7 @@ A claim names the setup (hardware profile or an inline profile, chips, strategy,
 optional quantization suffix, K per stage), the stated acceptance rates, what the source says about sizes,
 placement and hardware, and the reported figures. Every field the source does not state stays absent: the audit
 checks only what is there. The JSON Schema is exported to ``docs/claim.schema.json`` by
-``python3 -m speccascade.costmodel.claims docs/claim.schema.json``.
+``python3 -m speccascade.costmodel.audit.claims docs/claim.schema.json``.
 
 Keys of ``stated_sizes_gb``, ``stated_params``, ``placement`` and ``quantization_reduction`` may be a role
 (``target``, ``draft``, ``tiny``) or the model name used for that role (with or without its suffix).

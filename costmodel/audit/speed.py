@@ -16,12 +16,12 @@ import numpy as np
 
 from speccascade import strategies as registry
 
-from .audit import PRODUCT_TOLERANCE, RATIO_TOLERANCE, AuditContext, Finding, finding, speedup_ceiling
-from .config import PredictConfig
-from .placement import Resident, place
-from .optimize import searchable
-from .predict import evaluate
-from .timings import StageTimings
+from .findings import PRODUCT_TOLERANCE, RATIO_TOLERANCE, AuditContext, Finding, finding, speedup_ceiling
+from ..config import PredictConfig
+from ..placement import Resident, place
+from ..search.optimize import searchable
+from ..predict import evaluate
+from ..timings import StageTimings
 
 K_SEARCH = np.arange(1, 33, dtype=float)
 K_TINY_SEARCH = np.arange(1, 9, dtype=float)

@@ -41,7 +41,7 @@ from scipy.special import lambertw
 
 from speccascade.errors import InputError
 
-from .acceptance import expected_tokens, vertical_expected_tokens
+from ..acceptance import expected_tokens, vertical_expected_tokens
 
 alpha, c, k, v = sp.symbols("alpha c K v", positive=True)
 alpha_tiny, c_tiny, k_tiny = sp.symbols("alpha_tiny c_tiny k_tiny", positive=True)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from speccascade import strategies as registry
 
-if TYPE_CHECKING:
-    from .optimize import Choice, OptimizeRequest
+from .request import Choice, OptimizeRequest
 
 
 def why_loses(loser: Choice, winner: Choice, request: OptimizeRequest) -> tuple[str, str]:

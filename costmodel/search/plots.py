@@ -25,12 +25,12 @@ from speccascade.hardware import load_chip  # noqa: E402
 
 from speccascade import strategies as registry  # noqa: E402
 
-from .config import PredictConfig  # noqa: E402
+from ..config import PredictConfig  # noqa: E402
 from .optimize import searchable  # noqa: E402
-from .predict import describable  # noqa: E402
-from .forward import forward_inputs  # noqa: E402
+from ..predict import describable  # noqa: E402
+from ..forward import forward_inputs  # noqa: E402
 from .sweep import SweepSpec, SweepTable, run_sweep  # noqa: E402
-from .timings import stage_timings  # noqa: E402
+from ..timings import stage_timings  # noqa: E402
 
 FORMATS = ("png", "svg")
 ACCEPTANCE_AXES = ("alpha", "alpha_tiny", "gamma_tiny", "gamma_draft_given_tiny", "gamma_target_given_draft")

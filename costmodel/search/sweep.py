@@ -28,9 +28,9 @@ from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.readers import validation_message
 
-from .config import PredictConfig
-from .predict import evaluate
-from .timings import stage_timings
+from ..config import PredictConfig
+from ..predict import evaluate
+from ..timings import stage_timings
 
 VECTOR_AXES = ("alpha", "alpha_tiny", "k", "k_tiny", "gamma_tiny", "gamma_draft_given_tiny",
                "gamma_target_given_draft")

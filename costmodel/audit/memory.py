@@ -12,8 +12,8 @@ import math
 
 from speccascade.hardware import BYTES_PER_PARAM, load_model
 
-from .audit import AuditContext, Finding, finding, relative_gap
-from .placement import Resident, place
+from .findings import AuditContext, Finding, finding, relative_gap
+from ..placement import Resident, place
 
 GB = 1e9
 SIZE_TOLERANCE = 0.10     # stated sizes, capacities and bandwidths may round by up to 10% (GB vs GiB: 7%)

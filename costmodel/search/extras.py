@@ -15,7 +15,7 @@ from scipy.optimize import minimize_scalar
 from speccascade import strategies as registry
 
 from . import optimal
-from .predict import evaluate
+from ..predict import evaluate
 
 
 def closed_form_extras(result, evaluated: dict) -> dict:

@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
-from speccascade.runtime.decoding.build import StrategyKnobs
+from speccascade.strategies import StrategyKnobs
 from speccascade.runtime.trio import DRAFT_WEIGHTS, TARGET_WEIGHTS, load_default_trio
 
 MiB = 1 << 20
@@ -55,7 +55,8 @@ def probed_bandwidth() -> tuple[float, int]:
 def measure(trio, target: str, args, out: Path, bandwidth: float) -> dict:
     """One full bench with the Target's weights in ``target``; the JSON fields for that run."""
     models = trio.models(target=target, draft=args.draft)
-    config = BenchConfig(knobs=StrategyKnobs(k=args.k, k_outer=args.k_outer, k_inner=args.k_inner, top_m=args.top_m),
+    config = BenchConfig(strategies=tuple(args.strategies.split(",")),
+                         knobs=StrategyKnobs(k=args.k, k_tiny=args.k_tiny, filter_width=args.filter_width),
                          new_tokens=args.new_tokens, repeats=args.repeats, staged_repeats=args.staged_repeats,
                          extra={"draft_weights": args.draft, "target_weights": target})
     prompts = [[trio.tokenizer.eot_id] + trio.tokenizer.encode(text) for text in DEFAULT_PROMPTS]
@@ -68,7 +69,7 @@ def measure(trio, target: str, args, out: Path, bandwidth: float) -> dict:
     return {
         "ar_ms_per_token": ar_ms,
         "bandwidth_fraction": achieved / bandwidth,
-        "host_overhead_fraction": strategies["cascade"].host_overhead_fraction,
+        "host_overhead_fraction": strategies["vertical-budget"].host_overhead_fraction,
         "speedup": {name: item.speedup for name, item in strategies.items() if name != "autoregressive"},
         "acceptance": {f"{name}:{pair}": value.alpha for name, item in strategies.items()
                        for pair, value in item.acceptance.items()},
@@ -95,9 +96,10 @@ def main() -> None:
     parser.add_argument("--targets", default="fp32,bf16",
                         help="Target weight formats to bench, the first one reported at the top level")
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--k-outer", type=int, default=6)
-    parser.add_argument("--k-inner", type=int, default=3)
-    parser.add_argument("--top-m", type=int, default=64)
+    parser.add_argument("--k-tiny", type=int, default=3)
+    parser.add_argument("--filter-width", type=int, default=64)
+    parser.add_argument("--strategies", default="autoregressive,speculative,vertical-budget:k=6,vertical:k=2,filtered",
+                        help="NAME or NAME:knob=value:... each (the vertical-budget at k=6 is the former cascade)")
     parser.add_argument("--out", type=Path, default=None, help="trace/summary directory (default: a temp dir)")
     args = parser.parse_args()
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
@@ -114,8 +116,8 @@ def main() -> None:
                                                                 "speedup_total_time", "ms_per_token")}
                             for name, fields in by_target.items()},
               "probed_bandwidth_gb_s": bandwidth / 1e9, "probe_matrix_mib": matrix_bytes / MiB,
-              "config": {"draft": args.draft, "targets": targets, "k": args.k, "k_outer": args.k_outer,
-                         "k_inner": args.k_inner, "top_m": args.top_m, "new_tokens": args.new_tokens,
+              "config": {"draft": args.draft, "targets": targets, "strategies": args.strategies, "k": args.k,
+                         "k_tiny": args.k_tiny, "filter_width": args.filter_width, "new_tokens": args.new_tokens,
                          "repeats": args.repeats}}
     print(json.dumps(result))
 

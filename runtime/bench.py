@@ -35,7 +35,7 @@ from speccascade.errors import InputError
 from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.probe import cached_profile, cpu_model_name, default_output
 from speccascade.hardware.registry import load_chip, portable_chip
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategies import StrategyKnobs, parse_strategy_spec
 from speccascade.traces import (
     CompileRecord, HardwareInfo, Header, Knobs, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
     Summary, TraceWriter, acceptance_from_steps, write_summary,
@@ -61,8 +61,8 @@ DEFAULT_PROMPTS = (
 
 @dataclass(frozen=True)
 class BenchConfig:
-    strategies: tuple[str, ...] = STRATEGY_NAMES
-    knobs: StrategyKnobs = StrategyKnobs()
+    strategies: tuple[str, ...] = STRATEGY_NAMES   # registry names or NAME:knob=value:... (knobs for that one)
+    knobs: StrategyKnobs = StrategyKnobs()        # knobs of every strategy (unless its own entry sets them)
     sampling: SamplingConfig = GREEDY
     new_tokens: int = 64
     repeats: int = 3
@@ -76,8 +76,17 @@ class BenchConfig:
     chip: str | None = None          # chip profile name or TOML path; None: this machine's cached probe, if any
 
     def __post_init__(self) -> None:
-        names = tuple(dict.fromkeys(check_strategy(name, self.knobs)[0] for name in self.strategies))
-        object.__setattr__(self, "strategies", names)  # canonical registry names (aliases resolved)
+        own: dict[str, StrategyKnobs] = {}
+        for entry in self.strategies:
+            name, values = parse_strategy_spec(entry)
+            own[name] = own.get(name, self.knobs).updated(values)
+            check_strategy(name, own[name])
+        object.__setattr__(self, "strategies", tuple(own))  # canonical registry names (aliases resolved)
+        object.__setattr__(self, "_knobs_of", own)
+
+    def knobs_of(self, name: str) -> StrategyKnobs:
+        """The knobs of one strategy: ``knobs``, overridden by its own NAME:knob=value entry."""
+        return self._knobs_of.get(name, self.knobs)
         if self.new_tokens < 1 or self.repeats < 1 or self.staged_repeats < 0:
             raise InputError("new_tokens and repeats must be >= 1, staged_repeats >= 0")
         if self.chip is not None:
@@ -164,7 +173,7 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
         raise InputError("the benchmark needs at least one prompt")
     prompt = max(prompts, key=len)  # compile, warm-up, staged runs and overhead use the longest prompt
     strategies = {name: build_strategy(name, models.get("tiny"), models.get("draft"), models["target"],
-                                       config.sampling, config.knobs) for name in config.strategies}
+                                       config.sampling, config.knobs_of(name)) for name in config.strategies}
     lookahead = max(strategy.lookahead for strategy in strategies.values())
     capacity = len(prompt) + config.new_tokens + lookahead
     run_id = uuid.uuid4().hex[:12]

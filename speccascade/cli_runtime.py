@@ -150,7 +150,8 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
 
 
 @app.command()
-def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies "
+def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies, each "
+                                                  "NAME or NAME:knob=value:... (its own knobs, e.g. vertical:k=2) "
                                                   f"(default: {','.join(RUNTIME_STRATEGIES)}; with --config: "
                                                   "autoregressive and the config's strategy)"),
           new_tokens: int = typer.Option(64, "--new-tokens", help="New tokens per generation"),
@@ -171,6 +172,8 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
           overhead_steps: int = typer.Option(6, "--overhead-steps", help="Steps measured for the host overhead "
                                                                            "(0 = skip)"),
           seed: int = typer.Option(0, "--seed"),
+          chip: Optional[str] = typer.Option(None, "--chip", help="Chip profile of this machine for the trace header "
+                                                                   "(name or TOML; default: its cached probe)"),
           fsync: bool = typer.Option(False, "--fsync", help="fsync the trace after every record"),
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
     """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
@@ -179,15 +182,16 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
         names = tuple(name.strip() for name in strategies.split(",") if name.strip())
     else:
         names = RUNTIME_STRATEGIES if configured is None else ("autoregressive", configured)
-    names = tuple(dict.fromkeys(_runtime_name(name) for name in names))
-    for name in names:
-        knobs.for_strategy(name)  # knob ranges checked before any model loads
+    for entry in names:  # names, runtime support and knob ranges checked before any model loads
+        name, values = registry.parse_strategy_spec(entry)
+        _runtime_name(name)
+        knobs.updated(values).for_strategy(name)
     sampling = _sampling(greedy, temperature, top_k, top_p)
     from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
 
     config = BenchConfig(strategies=names, knobs=knobs,
                          sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
-                         microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync,
+                         microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync, chip=chip,
                          extra={"draft_weights": draft, "target_weights": target})
     trio, models = _models(trio_dir, draft, target, seed)
     texts = prompt or list(DEFAULT_PROMPTS)

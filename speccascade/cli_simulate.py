@@ -49,7 +49,7 @@ def simulate_command(
         empirical: Optional[Path] = typer.Option(None, help="Empirical: JSON/JSONL of outcomes or betas, or a "
                                                              "runtime trace."),
         empirical_pair: str = typer.Option("draft->target", help="Runtime trace: which pair's sequences."),
-        empirical_strategy: Optional[str] = typer.Option(None, help="Runtime trace: only this strategy label's steps."),
+        empirical_strategy: Optional[str] = typer.Option(None, help="Runtime trace: only this strategy's steps (a registry name or alias)."),
         resample: str = typer.Option("stream", help="Empirical betas: stream (keep order) or iid."),
         threshold: Optional[float] = typer.Option(None, help="Draft-length policy: stop drafting when the "
                                                               "confidence falls below this (default: fixed K)."),

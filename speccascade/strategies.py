@@ -378,6 +378,32 @@ class StrategyKnobs:
     def for_strategy(self, name: str) -> dict[str, int]:
         return get(name).check_knobs({knob: getattr(self, knob) for knob in self.__dataclass_fields__})
 
+    def updated(self, values: Mapping[str, int]) -> "StrategyKnobs":
+        unknown = sorted(set(values) - set(self.__dataclass_fields__))
+        if unknown:
+            raise InputError(f"unknown knob {unknown[0]!r}; knobs: {', '.join(self.__dataclass_fields__)}")
+        return StrategyKnobs(**{**{name: getattr(self, name) for name in self.__dataclass_fields__}, **values})
+
+
+def parse_strategy_spec(text: str) -> tuple[str, dict[str, int]]:
+    """``NAME[:knob=value[:knob=value...]]`` (e.g. ``vertical:k=2:k_tiny=2``) -> (canonical name, knob values);
+    the knobs are checked against the strategy's own (names and ranges)."""
+    name, *settings = [part.strip() for part in str(text).split(":")]
+    spec = get(name)
+    values: dict[str, int] = {}
+    for setting in settings:
+        knob, sep, value = setting.partition("=")
+        knob = knob.strip().replace("-", "_")
+        if not sep or knob not in spec.knob_names:
+            raise InputError(f"{text!r}: expected NAME:knob=value with a knob of {spec.name} "
+                             f"({', '.join(spec.knob_names) or 'none'})")
+        try:
+            values[knob] = int(value)
+        except ValueError:
+            raise InputError(f"{text!r}: {knob} must be an integer, got {value!r}") from None
+    spec.check_knobs(values)
+    return spec.name, values
+
 
 def _validated_name(name: str) -> str:
     if str(name).strip().lower() == "auto":

@@ -166,3 +166,12 @@ def test_costmodel_has_no_import_cycles():
             and not name.endswith((".search", ".audit"))}
     for name in core:
         assert not any(".search" in t or ".audit" in t for t in graph[name]), f"{name} imports search or audit"
+
+
+def test_strategy_specs_with_their_own_knobs():
+    assert registry.parse_strategy_spec("cascade:k=2:k_tiny=1") == ("vertical", {"k": 2, "k_tiny": 1})
+    assert registry.parse_strategy_spec("speculative") == ("speculative", {})
+    for bad, message in (("speculative:k_tiny=2", "a knob of speculative"), ("vertical:k=x", "must be an integer"),
+                         ("vertical:k=0", r"k must lie in \[1, 64\]"), ("nope:k=1", "unknown strategy")):
+        with pytest.raises(InputError, match=message):
+            registry.parse_strategy_spec(bad)

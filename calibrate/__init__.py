@@ -1,0 +1,1 @@
+"""Calibration and validation: fit the cost model to measured runs and compare predictions with measurements."""

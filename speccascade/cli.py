@@ -19,6 +19,7 @@ from .cli_runtime import app as runtime_app
 from .cli_predict import register as register_predict
 from .cli_analysis import register as register_analysis
 from .cli_simulate import register as register_simulate
+from .cli_calibrate import register as register_calibrate
 
 app = typer.Typer(
     name="speccascade",
@@ -32,6 +33,7 @@ app.add_typer(runtime_app, name="runtime", help="JAX runtime: train the trio, ge
 register_predict(app)
 register_analysis(app)
 register_simulate(app)
+register_calibrate(app)
 
 
 @app.command("strategies")

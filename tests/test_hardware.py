@@ -12,7 +12,7 @@ from speccascade.hardware import InputError, UnknownNameError, list_chips, list_
 
 GiB = 1 << 30
 SHIPPED_CHIPS = {"tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "v100", "a100-40g", "a100-80g", "h100-sxm", "h200", "l4",
-                 "tpu-v5e-as-stated"}
+                 "tpu-v5e-as-stated", "rtx-3090", "rtx-4090", "a10g", "l40s"}
 SHIPPED_MODELS = {"gemma-2b", "gemma-7b", "llama-2-7b", "llama-2-13b", "llama-2-70b", "vicuna-7b", "vicuna-13b",
                   "vicuna-33b", "llama-3-8b", "llama-3-70b", "mistral-7b", "tiny-10m"}
 
@@ -113,6 +113,19 @@ def test_gpu_profiles_use_dense_peaks_and_fastest_level_first():
     assert [level.name for level in h100.memory] == ["L2", "HBM"]
     assert h100.memory[-1].bandwidth_bytes_per_s == 3.35e12
     assert load_chip("v100").memory[-1].capacity_bytes == 16e9
+
+
+@pytest.mark.parametrize("name, bf16, int8, bandwidth", [
+    ("rtx-3090", 71e12, 284e12, 936e9),     # GeForce: fp32-accumulate rate (half of fp16-accumulate 142), dense
+    ("rtx-4090", 165.2e12, 660.6e12, 1008e9),
+    ("a10g", 70e12, 140e12, 600e9),         # disputed tensor peaks (no NVIDIA datasheet); memory is not disputed
+    ("l40s", 362.05e12, 733e12, 864e9),     # datasheet dense, not the 733 sparse headline
+])
+def test_validation_gpu_profiles_use_dense_fp32_accumulate_peaks(name, bf16, int8, bandwidth):
+    chip = load_chip(name)
+    assert chip.peak_flops["bf16"] == bf16 and chip.peak_flops["int8"] == int8
+    assert chip.memory[-1].bandwidth_bytes_per_s == bandwidth and chip.memory[0].name == "L2"
+    assert any("disputed" in note.lower() for note in chip.notes)
 
 
 # --- bad input --------------------------------------------------------------------------------------------

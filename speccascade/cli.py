@@ -20,6 +20,7 @@ from .cli_predict import register as register_predict
 from .cli_analysis import register as register_analysis
 from .cli_simulate import register as register_simulate
 from .cli_calibrate import register as register_calibrate
+from .cli_validate import register as register_validate
 
 app = typer.Typer(
     name="speccascade",
@@ -34,6 +35,7 @@ register_predict(app)
 register_analysis(app)
 register_simulate(app)
 register_calibrate(app)
+register_validate(app)
 
 
 @app.command("strategies")

@@ -14,7 +14,7 @@ Writes the trace and summary to ``--out`` and prints, as its last line, one JSON
 * ``speedup``: {strategy: median over repeats of AR ms/token / strategy ms/token, each pair decoding the same
   prompt} (target >= 2 for the best);
 * ``acceptance``: {"strategy:pair": alpha}, alpha = accepted / tested draft tokens;
-* ``speedup_total_time`` (extra): AR time over the strategy's time summed over all repeats (all prompts together,
+* ``speedup_total`` (extra): AR time over the strategy's time summed over all repeats (all prompts together,
   so a prompt the Draft predicts badly weighs in fully instead of being outvoted by the median).
 
 The whole bench runs once per Target weight format in ``--targets`` (default fp32, then bf16): the first format's
@@ -73,7 +73,7 @@ def measure(trio, target: str, args, out: Path, bandwidth: float) -> dict:
         "speedup": {name: item.speedup for name, item in strategies.items() if name != "autoregressive"},
         "acceptance": {f"{name}:{pair}": value.alpha for name, item in strategies.items()
                        for pair, value in item.acceptance.items()},
-        "speedup_total_time": {name: item.speedup_total for name, item in strategies.items()
+        "speedup_total": {name: item.speedup_total for name, item in strategies.items()
                                if name != "autoregressive"},
         "ms_per_token": {name: item.ms_per_token.median for name, item in strategies.items()},
         "host_overhead": {name: item.host_overhead_fraction for name, item in strategies.items()},
@@ -113,7 +113,7 @@ def main() -> None:
     result = {**headline, "target_weights": targets[0],
               "by_target": {name: {key: fields[key] for key in ("ar_ms_per_token", "bandwidth_fraction",
                                                                 "host_overhead_fraction", "speedup",
-                                                                "speedup_total_time", "ms_per_token")}
+                                                                "speedup_total", "ms_per_token")}
                             for name, fields in by_target.items()},
               "probed_bandwidth_gb_s": bandwidth / 1e9, "probe_matrix_mib": matrix_bytes / MiB,
               "config": {"draft": args.draft, "targets": targets, "strategies": args.strategies, "k": args.k,

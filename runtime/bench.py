@@ -260,7 +260,7 @@ def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str, creat
             config=result["decoder"].strategy.config(), repeats=config.repeats,
             new_tokens=config.new_tokens, ms_per_token=spread, tokens_per_s=1000.0 / spread.median,
             compile_s=result["compile_s"],
-            tokens_per_step=sum(step.tokens_emitted for step in fused_steps) / len(fused_steps),
+            mean_tokens_per_step=sum(step.tokens_emitted for step in fused_steps) / len(fused_steps),
             acceptance=acceptance_from_steps(fused_steps), stage_ms_per_step=stage_ms,
             host_overhead_fraction=overhead)
     if "autoregressive" in summaries:  # paired: repeat r of every strategy decoded the same prompt

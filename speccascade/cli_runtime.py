@@ -212,7 +212,7 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
         acceptance = ", ".join(f"{pair} {value.alpha:.2f}" for pair, value in item.acceptance.items())
         stages = ", ".join(f"{role} {ms:.2f}" for role, ms in item.stage_ms_per_step.items())
         table.add_row(name, f"{spread.median:.3f} [{spread.min:.3f}, {spread.max:.3f}]", f"{item.tokens_per_s:.1f}",
-                      f"{item.speedup:.2f}x" if item.speedup else "-", f"{item.tokens_per_step:.2f}",
+                      f"{item.speedup:.2f}x" if item.speedup else "-", f"{item.mean_tokens_per_step:.2f}",
                       acceptance or "-", stages or "-", f"{item.compile_s:.1f}")
     Console(width=180).print(table)
     typer.echo(f"trace: {out / 'trace.jsonl'}  summary: {out / 'summary.json'}")

@@ -517,7 +517,7 @@ class StrategySummary(_Record):
     speedup: float | None = None       # median over repeats of AR ms/token / this ms/token (same prompt)
     speedup_total: float | None = None  # sum over repeats of AR ms/token / sum of this ms/token (whole-run time)
     compile_s: float
-    tokens_per_step: float
+    mean_tokens_per_step: float        # measured: tokens emitted / steps (fused runs); simulate's name for its mean
     acceptance: dict[str, PairSummary]
     stage_ms_per_step: dict[str, float] = Field(default_factory=dict)   # staged runs, mean per step
     host_overhead_fraction: float | None = None
@@ -574,6 +574,8 @@ def _convert_summary_v1(data: dict) -> dict:
         if isinstance(entry, dict):
             name, knobs = v1_strategy(entry.get("strategy", label), entry.get("config"))
             entry = {**entry, "strategy": name, "knobs": {k: v for k, v in knobs.items() if v is not None}}
+            if "tokens_per_step" in entry:  # v1's name for the measured mean
+                entry["mean_tokens_per_step"] = entry.pop("tokens_per_step")
             label = name
         strategies[label] = entry
     return {**data, "schema_version": SCHEMA_VERSION, "strategies": strategies,

@@ -339,7 +339,7 @@ def test_summary_round_trip_and_v1_summary(tmp_path):
                       strategies={"speculative": StrategySummary(
                           strategy="speculative", knobs=Knobs(k=4), config={"k": 4}, repeats=3, new_tokens=64,
                           ms_per_token=Spread.of([1.0, 2.0, 4.0]), tokens_per_s=500.0, compile_s=1.0,
-                          tokens_per_step=2.5, acceptance=acceptance_from_steps([step(0)]))})
+                          mean_tokens_per_step=2.5, acceptance=acceptance_from_steps([step(0)]))})
     write_summary(tmp_path / "summary.json", summary)
     assert read_summary(tmp_path / "summary.json") == summary
     assert summary.strategies["speculative"].ms_per_token.median == 2.0

@@ -192,10 +192,7 @@ class ReportedSet:
         if value is None or isinstance(value, HeadsAccuracy):
             return value
         path = Path(value)
-        try:
-            return HeadsAccuracy.from_file(path if path.is_absolute() else self.base / path)
-        except InputError as error:
-            raise InputError(f"{self.path}: record '{record.name}': {error}") from None
+        return HeadsAccuracy.from_file(path if path.is_absolute() else self.base / path)
 
 
 def _error_line(path: Path, data, error: ValidationError) -> str:
@@ -229,7 +226,10 @@ def load_reported(path: str | Path) -> ReportedSet:
     except ValidationError as error:
         raise InputError(_error_line(path, data, error)) from None
     loaded = ReportedSet(path, tuple(parsed.records), parsed.description)
-    for record in loaded.records:
-        if record.unmodelled is None:
-            loaded.heads_accuracy(record)
+    for index, record in enumerate(loaded.records, 1):
+        try:
+            if record.unmodelled is None:
+                loaded.heads_accuracy(record)
+        except InputError as error:
+            raise InputError(f"{path}: record {index} ('{record.name}'): {error}") from None
     return loaded

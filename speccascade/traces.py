@@ -48,7 +48,7 @@ from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.model import ModelProfile
-from speccascade.readers import validation_message
+from speccascade.readers import loads_strict, read_text, validation_message
 
 __all__ = [
     "READABLE_VERSIONS", "RECORD_KINDS", "SCHEMA_VERSION", "CompileRecord", "ForwardRecord", "HardwareInfo",
@@ -366,14 +366,13 @@ def _problem(error: Exception) -> str:
 
 
 def _read_text(path: Path) -> str:
+    """The trace's text through the shared input layer (regular file, size limit, UTF-8)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"trace file not found: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a trace file") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        return read_text(path, "trace")
+    except InputError as error:
+        if not Path(path).exists():
+            raise InputError(f"trace file not found: {path}") from None
+        raise error from None
 
 
 def _version_of(value: Any, path: Path, number: int) -> int:
@@ -396,8 +395,8 @@ def file_version(path: str | Path) -> int:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
+            value = loads_strict(line)
+        except (ValueError, RecursionError) as error:
             raise InputError(f"{path}:{number}: malformed trace record: {_problem(error)}") from None
         if not isinstance(value, dict) or value.get("kind") != "header":
             kind = value.get("kind") if isinstance(value, dict) else type(value).__name__
@@ -417,14 +416,14 @@ def _read(path: Path) -> tuple[Header, list[BaseModel], int | None, int]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = loads_strict(line)
             if header is None and isinstance(value, dict) and value.get("kind") == "header":
                 version = _version_of(value, path, number)
             if version == 1:
                 value = convert_v1_record(value, header.config if header is not None else None, notes, cache)
             record = _RECORD.validate_python(value)
-        except (json.JSONDecodeError, ValidationError) as error:
-            if number - 1 == complete_end:
+        except (ValueError, RecursionError, ValidationError) as error:  # JSONDecodeError is a ValueError
+            if number - 1 == complete_end and isinstance(error, (json.JSONDecodeError, ValidationError)):
                 dropped = number
                 break
             raise InputError(f"{path}:{number}: malformed trace record: {_problem(error)}") from None

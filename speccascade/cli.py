@@ -69,13 +69,46 @@ def strategies_command(json_output: bool = typer.Option(False, "--json", help="P
     Console(width=200).print(table)
 
 
-def fail(message: str) -> None:
-    """Print one error line and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise SystemExit(2)
+# optional dependency (top-level module) -> the extra that installs it
+EXTRAS = {"jax": "runtime", "jaxlib": "runtime", "flax": "runtime", "optax": "runtime", "safetensors": "runtime",
+          "pyarrow": "tables", "transformers": "reference", "tokenizers": "runtime", "hypothesis": "test"}
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters (escapes, newlines) shown escaped, never sent raw."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line and exit with ``code`` (2: bad input)."""
+    typer.echo(f"error: {one_line(message)}", err=True)
+    raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: bad input -> one line and exit 2; a missing optional part -> the extra to install (exit 2);
+    anything unexpected -> one 'internal error' line and exit 1 (the traceback only with --debug)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        _run(argv)
+    except SystemExit:
+        raise
+    except ModuleNotFoundError as error:
+        root = (error.name or "").split(".")[0]
+        if root in EXTRAS and not debug:
+            fail(f"this needs the optional package '{root}': pip install \"speccascade[{EXTRAS[root]}]\"")
+        if debug:
+            raise
+        fail(f"internal error: {error.__class__.__name__}: {error} (please report; --debug shows the traceback)", 1)
+    except Exception as error:  # noqa: BLE001 (the top-level guard)
+        if debug:
+            raise
+        fail(f"internal error: {error.__class__.__name__}: {error} (please report; --debug shows the traceback)", 1)
+
+
+def _run(argv: list[str]) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except InputError as error:

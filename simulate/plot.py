@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from speccascade.writers import OutputSet, check_new_file
+
 from .result import SimulationResult
 
 FORMATS = ("png", "svg")
@@ -19,8 +21,12 @@ def plot_paths(path: str | Path) -> list[Path]:
     return [stem.with_name(f"{stem.name}.{extension}") for extension in FORMATS]
 
 
-def plot_histogram(result: SimulationResult, path: str | Path) -> list[Path]:
-    """Write the histogram of tokens per step; returns the files written."""
+def plot_histogram(result: SimulationResult, path: str | Path, *, force: bool = False) -> list[Path]:
+    """Write the histogram of tokens per step; returns the files written (atomically; existing files are kept
+    unless ``force``: both names are checked before either is written)."""
+    paths = plot_paths(path)
+    for output in paths:
+        check_new_file(output, force=force)
     histogram = result.histogram
     tokens = np.asarray(histogram["tokens"])
     simulated = np.asarray(histogram["simulated_pmf"])
@@ -45,8 +51,7 @@ def plot_histogram(result: SimulationResult, path: str | Path) -> list[Path]:
     if tokens.size <= 40:
         axes.set_xticks(tokens)
     axes.legend(fontsize=8)
-    paths = plot_paths(path)
-    for output in paths:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(output, dpi=120)
+    with OutputSet(paths, force=force) as outputs:
+        for output, fmt in zip(paths, FORMATS):
+            outputs.write(output, lambda temporary, fmt=fmt: figure.savefig(temporary, format=fmt, dpi=120))
     return paths

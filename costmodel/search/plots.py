@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from speccascade.hardware import load_chip  # noqa: E402
+from speccascade.writers import OutputSet, check_new_file, output_dir  # noqa: E402
 
 from speccascade import strategies as registry  # noqa: E402
 
@@ -68,13 +69,18 @@ def _fixed_text(table: SweepTable, keep: tuple[str, ...]) -> str:
 
 
 def _save(figure, directory: Path, name: str, formats=FORMATS) -> list[Path]:
-    paths = []
-    for fmt in formats:
-        path = directory / f"{name}.{fmt}"
-        figure.savefig(path, dpi=120, bbox_inches="tight")
-        paths.append(path)
-    plt.close(figure)
+    """``name.png`` and ``name.svg``, each written atomically. The overwrite policy is checked by the caller
+    before any plot is drawn (:func:`plot_all`), so this replaces what that check allowed."""
+    paths = [directory / f"{name}.{fmt}" for fmt in formats]
+    try:
+        with OutputSet(paths, force=True) as outputs:
+            for path, fmt in zip(paths, formats):
+                outputs.write(path, lambda temporary, fmt=fmt: figure.savefig(temporary, format=fmt, dpi=120,
+                                                                               bbox_inches="tight"))
+    finally:
+        plt.close(figure)
     return paths
+
 
 
 def _unit(table: SweepTable) -> str:
@@ -277,9 +283,15 @@ PLOTTERS = {"heatmap_k_ktiny": heatmap_k_ktiny, "speedup_vs_alpha": speedup_vs_a
             "scaling": scaling}
 
 
-def plot_all(spec: SweepSpec, table: SweepTable, directory: Path) -> dict[str, list[Path] | str]:
-    """Draw every plot into ``directory``; returns name -> files, or name -> reason it was skipped."""
-    directory.mkdir(parents=True, exist_ok=True)
+def plot_all(spec: SweepSpec, table: SweepTable, directory: Path, *, force: bool = False
+             ) -> dict[str, list[Path] | str]:
+    """Draw every plot into ``directory``; returns name -> files, or name -> reason it was skipped. Existing
+    files are kept unless ``force`` (the check runs for all plots before the first is drawn)."""
+    directory = output_dir(directory)
+    names = [*PLOTTERS, "roofline"]
+    for name in names:
+        for fmt in FORMATS:
+            check_new_file(directory / f"{name}.{fmt}", force=force)
     out: dict[str, list[Path] | str] = {}
     for name, source in plot_inputs(spec, table).items():
         out[name] = source if isinstance(source, str) else PLOTTERS[name](source, directory)

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.readers import validation_message
+from speccascade.writers import OutputSet, output_dir
 
 from ..config import PredictConfig
 from ..predict import evaluate
@@ -114,19 +115,21 @@ class SweepTable:
             return base
         return values[len(values) // 2]
 
-    def write(self, directory: Path, formats: tuple[str, ...] = ("csv", "json", "parquet")) -> dict[str, Path]:
-        directory.mkdir(parents=True, exist_ok=True)
+    def write(self, directory: Path, formats: tuple[str, ...] = ("csv", "json", "parquet"), *,
+              force: bool = False) -> dict[str, Path]:
+        """Write the table as ``directory/sweep.FORMAT`` for each format: every name checked before anything is
+        written (an existing file is kept unless ``force``), each file atomic, none left behind on failure."""
         writers: dict[str, Callable[[Path], None]] = {"csv": self._csv, "json": self._json, "parquet": self._parquet}
-        written = {}
-        for fmt in formats:
-            if fmt not in writers:
-                raise InputError(f"unknown table format '{fmt}'; known: csv, json, parquet")
-            path = directory / f"sweep.{fmt}"
-            if fmt == "parquet" and not _has_pyarrow():
-                continue
-            writers[fmt](path)
-            written[fmt] = path
-        return written
+        unknown = [fmt for fmt in formats if fmt not in writers]
+        if unknown:
+            raise InputError(f"unknown table format '{unknown[0]}'; known: csv, json, parquet")
+        directory = output_dir(directory)
+        wanted = [fmt for fmt in dict.fromkeys(formats) if fmt != "parquet" or _has_pyarrow()]
+        paths = {fmt: directory / f"sweep.{fmt}" for fmt in wanted}
+        with OutputSet(paths.values(), force=force) as outputs:
+            for fmt, path in paths.items():
+                outputs.write(path, writers[fmt])
+        return paths
 
     def _arrow(self):
         import pyarrow as pa

@@ -24,6 +24,7 @@ def explain_text(strategy: str, *, latex: bool = False) -> str:
     """The equations of ``strategy`` (or ``forward`` for one forward's time) as text."""
     if strategy == "forward":
         parts = [("memory_s", forward.MEMORY_S), ("compute_s", forward.COMPUTE_S), ("comm_s", forward.COMM_S),
+                 ("token_s (calibrated)", forward.TOKEN_S), ("context_s (calibrated)", forward.CONTEXT_S),
                  ("forward_s (roofline)", forward.FORWARD_S["max"]), ("forward_s (sum, seed eq. 4)", forward.FORWARD_S["sum"])]
         return "\n\n".join(f"{name} =\n{_render(expression, latex)}" for name, expression in parts) + \
             "\n\nsource: costmodel/forward.py (roofline over the level holding the weights; Megatron all-reduce)"

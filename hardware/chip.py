@@ -3,8 +3,10 @@
 A profile is one TOML file (``hardware/chips/NAME.toml``) validated by :class:`ChipProfile`. Datasheet numbers
 (memory levels, peak FLOP/s, interconnect) live in ``[memory]``, ``[compute]`` and ``[interconnect]``; what only
 measurement can tell (achieved-bandwidth fraction per level, compute efficiency, fixed per-forward overhead)
-lives in ``[corrections]``, which ``speccascade hardware probe`` and calibration fill in. Uncalibrated profiles
-keep the identity corrections and say so (``corrections.calibrated = false``).
+lives in ``[corrections]``, which ``speccascade hardware probe`` and ``speccascade calibrate`` fill in (calibration
+adds per-dtype compute efficiency, a per-token slope, a context slope and its provenance: traces, points,
+residuals, uncertainties). Uncalibrated profiles keep the identity corrections and say so
+(``corrections.calibrated = false``); calibration never edits the peaks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DType = Literal["fp32", "bf16", "fp16", "int8", "int4"]
+DTYPES: tuple[str, ...] = DType.__args__
 
 
 class _Frozen(BaseModel):
@@ -54,21 +57,100 @@ class Interconnect(_Frozen):
         return self.link_bandwidth_bytes_per_s * self.links_per_chip
 
 
+class TraceSource(_Frozen):
+    """One trace file a calibration read: its path as given, its SHA-256 and its header's identity."""
+
+    path: str
+    sha256: str
+    run_id: str = ""
+    created_utc: str = ""
+
+
+class ParameterEstimate(_Frozen):
+    """A fitted correction with its uncertainty.
+
+    ``std_error`` is the standard error (Jacobian: sqrt(diag(s^2 (J^T J)^-1)), s^2 = SSR / (n - p); or the
+    bootstrap's standard deviation); ``low``/``high`` the 95% interval. ``status``: ``fitted``; ``at-bound``
+    (the fit ended on a bound: no symmetric interval, ``low``/``high`` say which side is open); ``held`` (not
+    fitted: fixed by the user or not identifiable from the records, ``note`` says which)."""
+
+    value: float
+    std_error: float | None = None
+    low: float | None = None
+    high: float | None = None
+    status: Literal["fitted", "at-bound", "held"] = "fitted"
+    note: str = ""
+
+
+class Residuals(_Frozen):
+    """Relative residuals (predicted - measured) / measured of the points a calibration used."""
+
+    points: int = Field(ge=0)
+    rms: float = Field(ge=0)
+    median_abs: float = Field(ge=0)
+    max_abs: float = Field(ge=0)
+
+
+class CalibrationProvenance(_Frozen):
+    """Where calibrated corrections came from: the traces (with SHA-256), when, how, on how many points, how well
+    the model then fits them (``residuals``) and each parameter's uncertainty."""
+
+    method: str
+    date_utc: str
+    traces: list[TraceSource] = Field(default_factory=list)
+    points_used: int = Field(default=0, ge=0)
+    points_unused: int = Field(default=0, ge=0)
+    residuals: Residuals | None = None
+    parameters: dict[str, ParameterEstimate] = Field(default_factory=dict)
+    combine: Literal["max", "sum"] = "max"
+    notes: list[str] = Field(default_factory=list)
+
+
 class Corrections(_Frozen):
-    """Empirical corrections applied on top of the datasheet peaks (identity when uncalibrated)."""
+    """Empirical corrections applied on top of the datasheet peaks (identity when uncalibrated).
+
+    How ``costmodel/forward.py`` applies them to one forward (T new tokens, context S, batch B, tensor parallel P):
+
+    * ``bandwidth_fraction[level]`` f: achieved share of a level's bandwidth (weights from their level, KV from main
+      memory): memory_s = W / (P BW_w f_w) + B S kv / (P BW_kv f_kv);
+    * ``compute_efficiency`` eta: achieved share of the peak FLOP/s, per compute dtype in
+      ``compute_efficiency_by_dtype`` (a dtype not listed takes the scalar): compute_s = FLOPs / (P peak eta);
+    * ``overhead_s``: fixed seconds per forward (launch, dispatch, fixed per-call work);
+    * ``token_slope``: extra seconds per new token beyond the first (B T - 1 of them), in multiples of that token's
+      roofline matmul time 2 N / (P peak): token_s = token_slope (B T - 1)^+ 2 N / (P peak). Zero on the pure
+      roofline; positive where a forward over several tokens costs more than its roofline (e.g. XLA:CPU's
+      matrix-matrix kernels streaming slower than matrix-vector ones);
+    * ``context_slope``: extra seconds per cached position, in multiples of its datasheet KV read time:
+      context_s = context_slope B S kv / (P BW_kv) (attention work growing with the context beyond the KV read).
+
+    ``provenance`` records a calibration's traces, points, residuals and parameter uncertainties.
+    """
 
     bandwidth_fraction: dict[str, float] = Field(default_factory=dict)
     compute_efficiency: float = Field(default=1.0, gt=0, le=1.0)
+    compute_efficiency_by_dtype: dict[str, float] = Field(default_factory=dict)
     overhead_s: float = Field(default=0.0, ge=0)
+    token_slope: float = Field(default=0.0, ge=0)
+    context_slope: float = Field(default=0.0, ge=0)
     calibrated: bool = False
     source: str = "uncalibrated: datasheet peaks, no per-forward overhead"
+    provenance: CalibrationProvenance | None = None
 
     @model_validator(mode="after")
     def _fractions_in_range(self) -> "Corrections":
         for level, fraction in self.bandwidth_fraction.items():
             if not 0 < fraction <= 1:
                 raise ValueError(f"bandwidth_fraction[{level}] = {fraction} is outside (0, 1]")
+        for dtype, efficiency in self.compute_efficiency_by_dtype.items():
+            if dtype not in DTYPES:
+                raise ValueError(f"unknown dtype '{dtype}' in compute_efficiency_by_dtype")
+            if not 0 < efficiency <= 1:
+                raise ValueError(f"compute_efficiency_by_dtype[{dtype}] = {efficiency} is outside (0, 1]")
         return self
+
+    def compute_efficiency_for(self, dtype: str) -> float:
+        """eta for a compute dtype: its own entry, else the scalar ``compute_efficiency``."""
+        return self.compute_efficiency_by_dtype.get(dtype, self.compute_efficiency)
 
 
 class ChipProfile(_Frozen):
@@ -94,7 +176,7 @@ class ChipProfile(_Frozen):
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate memory level names: {names}")
         for dtype, flops in self.peak_flops.items():
-            if dtype not in ("fp32", "bf16", "fp16", "int8", "int4"):
+            if dtype not in DTYPES:
                 raise ValueError(f"unknown dtype '{dtype}' in peak_flops")
             if flops <= 0:
                 raise ValueError(f"peak_flops[{dtype}] must be > 0")

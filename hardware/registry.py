@@ -77,6 +77,17 @@ def _resolve(kind: str, name: str) -> Path:
     raise UnknownNameError("hardware" if kind == "chips" else "model", name, _names(kind))
 
 
+def is_shipped_chip(name: str) -> bool:
+    """Whether ``name`` is a chip profile shipped with this package (a datasheet profile)."""
+    return (_package_dir("chips") / f"{name}.toml").is_file()
+
+
+def forget_loaded() -> None:
+    """Drop the by-name caches (after writing a profile that a name may already have resolved to)."""
+    _load_chip_by_name.cache_clear()
+    _load_model_by_name.cache_clear()
+
+
 def load_chip(name: str) -> ChipProfile:
     """A chip profile by name (``tpu-v5e``) or by path to a TOML file."""
     if is_path(name):

@@ -125,9 +125,18 @@ def _chip_rows(chip: ChipProfile) -> list[tuple[str, str, str]]:
                      f"{link.topology}, latency {link.latency_s * 1e6:.1f} us", link.source))
     corrections = chip.corrections
     fractions = ", ".join(f"{k} {v:.3f}" for k, v in corrections.bandwidth_fraction.items()) or "none"
+    by_dtype = "".join(f", {dtype} {value:.3f}" for dtype, value in corrections.compute_efficiency_by_dtype.items())
     rows.append(("corrections", f"calibrated {corrections.calibrated}; bandwidth fractions {fractions}; compute "
-                 f"efficiency {corrections.compute_efficiency:.3f}; overhead {corrections.overhead_s * 1e6:.2f} us",
-                 corrections.source))
+                 f"efficiency {corrections.compute_efficiency:.3f}{by_dtype}; overhead "
+                 f"{corrections.overhead_s * 1e6:.2f} us; token slope {corrections.token_slope:.3g}; context slope "
+                 f"{corrections.context_slope:.3g}", corrections.source))
+    provenance = corrections.provenance
+    if provenance is not None:
+        residual = provenance.residuals
+        fit = f"; residual rms {residual.rms:.1%}, max {residual.max_abs:.1%}" if residual else ""
+        rows.append(("calibration", f"{provenance.method} on {provenance.date_utc}: {provenance.points_used} points "
+                     f"used, {provenance.points_unused} unused{fit}",
+                     "; ".join(f"{Path(t.path).name} sha256 {t.sha256[:12]}" for t in provenance.traces)))
     rows.extend(("note", note, "") for note in chip.notes)
     return rows
 

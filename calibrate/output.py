@@ -1,0 +1,165 @@
+"""Write a calibration: the calibrated chip profile (TOML), the acceptance file (JSON) and the report (JSON).
+
+Where. With ``--out DIR``: ``DIR/NAME.toml``, ``DIR/acceptance.json``, ``DIR/calibration.json``. Without it, the
+calibration is stored under the user's speccascade home, like probe profiles: the profile as
+``$SPECCASCADE_HOME/chips/NAME.toml`` (so ``--hardware NAME`` finds it and ``speccascade hardware list`` shows it,
+calibrated = yes) and the rest in ``$SPECCASCADE_HOME/calibrations/NAME/``. A name of a shipped profile, or of a
+user profile that is not a calibration (a probe's), is refused: calibration never replaces datasheet or probed
+peaks, it writes a new profile carrying them.
+
+The profile is the input profile with ``[corrections]`` filled (values, ``calibrated = true``, ``source`` and
+``[corrections.provenance]``: traces with SHA-256, date, points used and unused, residuals, each parameter's
+estimate); it is read back and compared after writing, so what ``predict --hardware FILE.toml`` reads is exactly
+what was fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speccascade.errors import InputError
+from speccascade.hardware.chip import ChipProfile
+from speccascade.hardware.registry import forget_loaded, is_shipped_chip, load_toml_model, user_home
+
+from .calibration import Calibration
+from .forward_fit import residual_summary
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Locations:
+    profile: Path
+    directory: Path  # acceptance.json and calibration.json
+
+    @property
+    def acceptance(self) -> Path:
+        return self.directory / "acceptance.json"
+
+    @property
+    def report(self) -> Path:
+        return self.directory / "calibration.json"
+
+
+def calibrations_home() -> Path:
+    return user_home() / "calibrations"
+
+
+def locations(name: str, out: str | Path | None) -> Locations:
+    """Where calibration ``name`` goes (see the module docstring); checks the name and what it would replace."""
+    if not NAME_PATTERN.match(name) or name.endswith(".toml"):
+        raise InputError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (no path, no .toml)")
+    if out is not None:
+        directory = Path(out).expanduser()
+        return Locations(directory / f"{name}.toml", directory)
+    if is_shipped_chip(name):
+        raise InputError(f"--name {name}: a shipped chip profile has that name; calibration writes a new profile "
+                         f"next to the datasheet one (e.g. --name {name}-calibrated)")
+    profile = user_home() / "chips" / f"{name}.toml"
+    if profile.is_file():
+        existing = load_toml_model(profile, ChipProfile)
+        if existing.corrections.provenance is None:
+            raise InputError(f"--name {name}: {profile} is a profile that is not a calibration (a probe's?); "
+                             f"calibration does not replace it, choose another name")
+    return Locations(profile, calibrations_home() / name)
+
+
+def write_profile(profile: ChipProfile, path: Path, header: str = "") -> Path:
+    """Write ``profile`` as TOML and check that it reads back identical."""
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    path.write_text(comments + tomli_w.dumps(profile.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+    if load_toml_model(path, ChipProfile) != profile:
+        raise RuntimeError(f"{path}: the written profile does not read back identical")  # a bug, not user input
+    forget_loaded()  # a profile of this name may have been loaded by name before in this process
+    return path
+
+
+def report(calibration: Calibration, where: Locations | None = None, acceptance: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
+    """The calibration as one JSON-ready dict (``calibration.json`` and ``calibrate --json``)."""
+    fit = calibration.fit
+    roles: dict[str, list[float]] = {}
+    for point, error in zip(fit.points, fit.relative_residuals):
+        roles.setdefault(point.model_key, []).append(float(error))
+    return {
+        "name": calibration.name, "mode": calibration.mode, "date_utc": calibration.date_utc,
+        "chip": calibration.device.chip.name,
+        "profile": str(where.profile) if where else None,
+        "traces": [source.model_dump() for source in calibration.sources],
+        "forward_fit": {
+            "predicted_by": "fit: the cost model with the fitted corrections (what predict --hardware applies)",
+            "parameters": {name: estimate.model_dump() for name, estimate in fit.parameters.items()},
+            "uncertainty": fit.uncertainty, "combine": fit.combine,
+            "residuals": fit.residuals.model_dump(),
+            "residuals_by_model": {key: residual_summary(values).model_dump() for key, values in roles.items()},
+            "notes": list(fit.notes),
+        },
+        "table": None if calibration.table is None else {
+            "predicted_by": "table: the recorded forwards of the same model, interpolated over tokens and context",
+            "models": calibration.table.models(),
+            "leave_one_out_residuals": calibration.table_residuals.model_dump(),
+        },
+        "host_overhead": [{"strategy": o.strategy, "knobs": o.knobs, "steps": o.steps, "step_ms": o.step_ms,
+                           "forwards_ms": o.forwards_ms, "overhead_ms": o.overhead_ms,
+                           "overhead_ms_median": o.overhead_ms_median, "host_overhead_fraction": o.fraction,
+                           "forwards_predicted_by": o.predicted_by} for o in calibration.overheads],
+        "records": {"used": calibration.used, "unused": len(calibration.unused),
+                    "unused_by_reason": calibration.unused_reasons(),
+                    "unused_records": [{"where": u.where, "kind": u.kind, "reason": u.reason}
+                                       for u in calibration.unused]},
+        "acceptance": acceptance,
+        "notes": list(calibration.notes),
+    }
+
+
+def fit_and_write_acceptance(calibration: Calibration, path: Path) -> dict[str, Any]:
+    """Fit acceptance per drafter->verifier pair with ``speccascade.calibrate.acceptance`` and write it to ``path``;
+    returns {"file", "lines"} or, when that module is absent or the traces hold no steps to fit, {"file": None,
+    "message"}."""
+    try:
+        from .acceptance import fit_acceptance
+    except ImportError as error:
+        return {"file": None, "message": f"acceptance not fitted: speccascade.calibrate.acceptance is not "
+                                         f"available ({error})"}
+    try:
+        fitted = fit_acceptance(list(calibration.traces))
+    except InputError as error:
+        return {"file": None, "message": f"acceptance not fitted: {error}"}
+    written = fitted.write(path)
+    lines = fitted.lines() if hasattr(fitted, "lines") else []
+    return {"file": str(written), "lines": list(lines)}
+
+
+def write_calibration(calibration: Calibration, where: Locations, acceptance: bool = True) -> dict[str, Any]:
+    """Write the profile, the acceptance file and the report; returns the report."""
+    header = (f"Chip profile '{calibration.name}' written by `speccascade calibrate` on {calibration.date_utc}.\n"
+              f"Peaks are the input profile's ('{calibration.device.chip.name}'); [corrections] were fitted to "
+              f"{calibration.fit.residuals.points} forward records.\n"
+              f"Use: speccascade predict --hardware {where.profile}")
+    write_profile(calibration.profile, where.profile, header)
+    where.directory.mkdir(parents=True, exist_ok=True)
+    accepted = fit_and_write_acceptance(calibration, where.acceptance) if acceptance else None
+    document = report(calibration, where, accepted)
+    where.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return document
+
+
+def stored_calibrations() -> list[dict[str, Any]]:
+    """The calibrations kept under the user's home: name, profile, date, traces, residual rms."""
+    found = []
+    for path in sorted(calibrations_home().glob("*/calibration.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append({"name": data.get("name"), "profile": data.get("profile"), "date_utc": data.get("date_utc"),
+                      "traces": [t.get("path") for t in data.get("traces", [])],
+                      "residual_rms": (data.get("forward_fit") or {}).get("residuals", {}).get("rms")})
+    return found

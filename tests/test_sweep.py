@@ -96,7 +96,7 @@ def test_abstract_sweep_skips_hardware_plots(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--grid", "colour=1"], "unknown axis"),
-    (["--grid", "k=1:x"], "numbers"),
+    (["--grid", "k=1:x"], "not a number"),
     (["--grid", "alpha=0.5,1.5"], "alpha"),
     (["--grid", "hardware=nosuch-chip"], "unknown hardware"),
     (["--formats", "xlsx"], "unknown table format"),

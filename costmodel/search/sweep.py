@@ -43,6 +43,20 @@ RESULT_COLUMNS = ("ms_per_token", "tokens_per_s", "speedup", "expected_tokens", 
                   "fits", "memory_gb", "memory_total_gb")
 
 
+MAX_AXIS_VALUES = 100_000       # values on one axis
+MAX_ROWS = 20_000_000            # rows of one sweep (about 3 GB of columns); --max-rows lifts it
+
+
+def _number(part: str, text: str) -> float:
+    try:
+        value = float(part)
+    except ValueError:
+        raise InputError(f"--grid {text!r}: {part.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"--grid {text!r}: {part.strip()!r} is not a finite number")
+    return value
+
+
 def parse_axis(text: str) -> tuple[str, list]:
     """``NAME=v1,v2,...`` or ``NAME=start:stop[:step]`` (stop included) -> (name, values)."""
     name, sep, spec = text.partition("=")
@@ -52,21 +66,27 @@ def parse_axis(text: str) -> tuple[str, list]:
     if name not in VECTOR_AXES + STRUCTURAL_AXES:
         raise InputError(f"--grid: unknown axis '{name}'; known: {', '.join(VECTOR_AXES + STRUCTURAL_AXES)}")
     if name in TEXT_AXES:
-        return name, [part.strip() for part in spec.split(",") if part.strip()]
-    try:
-        if ":" in spec:
-            parts = [float(part) for part in spec.split(":")]
-            if len(parts) not in (2, 3):
-                raise ValueError
-            start, stop = parts[0], parts[1]
-            step = parts[2] if len(parts) == 3 else 1.0
-            if step <= 0 or stop < start:
-                raise InputError(f"--grid {text!r}: need start <= stop and step > 0")
-            values = list(start + step * np.arange(int(math.floor((stop - start) / step + 1e-9)) + 1))
-        else:
-            values = [float(part) for part in spec.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"--grid {text!r}: values must be numbers") from None
+        values = [part.strip() for part in spec.split(",") if part.strip()]
+        if len(values) > MAX_AXIS_VALUES:
+            raise InputError(f"--grid {name}: {len(values)} values, more than {MAX_AXIS_VALUES} on one axis")
+        return name, values
+    if ":" in spec:
+        parts = [_number(part, text) for part in spec.split(":")]
+        if len(parts) not in (2, 3):
+            raise InputError(f"--grid {text!r}: a range is start:stop or start:stop:step")
+        start, stop = parts[0], parts[1]
+        step = parts[2] if len(parts) == 3 else 1.0
+        if step <= 0 or stop < start:
+            raise InputError(f"--grid {text!r}: need start <= stop and step > 0")
+        count = math.floor((stop - start) / step + 1e-9) + 1  # checked before anything is allocated
+        if count > MAX_AXIS_VALUES:
+            raise InputError(f"--grid {text!r}: {count:.3g} values, more than {MAX_AXIS_VALUES:,} on one axis "
+                             "(use a larger step)")
+        values = list(start + step * np.arange(int(count)))
+    else:
+        values = [_number(part, text) for part in spec.split(",") if part.strip()]
+        if len(values) > MAX_AXIS_VALUES:
+            raise InputError(f"--grid {name}: {len(values)} values, more than {MAX_AXIS_VALUES:,} on one axis")
     if name in INTEGER_AXES:
         if any(value != round(value) for value in values):
             raise InputError(f"--grid {name}: values must be integers")
@@ -86,6 +106,14 @@ class SweepSpec:
 
     def size(self) -> int:
         return math.prod(len(values) for values in self.axes.values()) * max(1, len(self.strategies))
+
+    def check_size(self, max_rows: int = MAX_ROWS) -> int:
+        """The number of rows, refused before anything is computed when over ``max_rows``."""
+        rows = self.size()
+        if rows > max_rows:
+            raise InputError(f"the sweep has {rows:,} rows, more than the limit of {max_rows:,} "
+                             "(narrow the grid, or raise it with --max-rows)")
+        return rows
 
 
 @dataclass(frozen=True)
@@ -224,8 +252,11 @@ def _validate_vector_axes(spec: SweepSpec) -> None:
                 raise InputError(f"--grid {name}: {first['msg']} (got {value})") from None
 
 
-def run_sweep(spec: SweepSpec, progress: Callable[[int], None] | None = None) -> SweepTable:
-    """Evaluate every configuration of ``spec``; ``progress(rows_done)`` is called after each combination."""
+def run_sweep(spec: SweepSpec, progress: Callable[[int], None] | None = None, *,
+              max_rows: int = MAX_ROWS) -> SweepTable:
+    """Evaluate every configuration of ``spec``; ``progress(rows_done)`` is called after each combination. The
+    row count is checked against ``max_rows`` before anything is allocated."""
+    spec.check_size(max_rows)
     _validate_vector_axes(spec)
     structural = [name for name in spec.axes if name in STRUCTURAL_AXES and name != "strategy"]
     vector = [name for name in spec.axes if name in VECTOR_AXES]

@@ -7,10 +7,10 @@ W_int8 = round(W / s) * s with one scale per output channel; activations and com
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 BYTES_PER_PARAM: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 KV_BYTES_PER_VALUE = 2.0  # bf16 KV cache
@@ -22,6 +22,11 @@ class ModelProfile(BaseModel):
     ``architecture = "decoder"``: a decoder-only transformer. ``"projection"``: the seed paper's Tiny model,
     h = LayerNorm(W1 x + b1), P = softmax(W2 ReLU(h) + b2), where x is the previous token's embedding
     (``d_model`` is the embedding width, ``d_ff`` the hidden width h).
+
+    The last fields (``mlp_activation`` .. ``sliding_window``) say how the runtime builds a decoder of this shape
+    (``speccascade runtime microbench gemma-2b:int8 --random-weights``): Llama family = SwiGLU (silu), plain
+    RMSNorm, unscaled embeddings; Gemma = GeGLU with tanh-approximated GELU, RMSNorm by (1 + weight), embeddings
+    scaled by sqrt(d_model). The cost model reads none of them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +47,15 @@ class ModelProfile(BaseModel):
     dtype: Literal["fp32", "bf16", "fp16", "int8", "int4"] = "bf16"
     source: str
     notes: list[str] = Field(default_factory=list)
+    # How the runtime builds the decoder (runtime/models/transformer.py); the cost model does not read these.
+    # None: the profile does not say (the runtime then cannot build the model with --random-weights).
+    mlp_activation: Literal["silu", "gelu_tanh"] | None = None  # gated MLP: silu = SwiGLU, gelu_tanh = GeGLU
+    norm_unit_offset: bool | None = None       # RMSNorm scales by (1 + weight) (Gemma) rather than by weight
+    scaled_embeddings: bool | None = None      # token embeddings multiplied by sqrt(d_model) (Gemma)
+    rope_theta: float | None = Field(default=None, gt=0)   # rotary base
+    norm_eps: float | None = Field(default=None, gt=0)     # RMSNorm epsilon
+    max_positions: int | None = Field(default=None, ge=1)  # longest context the model was built for
+    sliding_window: int | None = Field(default=None, ge=1)  # attention window (Mistral); None: full attention
 
     @model_validator(mode="after")
     def _check(self) -> "ModelProfile":
@@ -53,6 +67,23 @@ class ModelProfile(BaseModel):
         if self.kv_heads > self.heads:
             raise ValueError("kv_heads cannot exceed heads")
         return self
+
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("mlp_activation", "norm_unit_offset", "scaled_embeddings", "rope_theta", "norm_eps")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_runtime_fields(self, handler):
+        """Runtime architecture fields left unset (None) are not written (TOML has no null; older readers)."""
+        data = handler(self)
+        for name in (*self.RUNTIME_FIELDS, "max_positions", "sliding_window"):
+            if isinstance(data, dict) and data.get(name, 0) is None:
+                del data[name]
+        return data
+
+    def missing_runtime_fields(self) -> list[str]:
+        """The architecture fields a runtime model of this profile needs that the profile leaves unset."""
+        if self.architecture != "decoder":
+            return []
+        return [name for name in self.RUNTIME_FIELDS if getattr(self, name) is None]
 
     # --- derived quantities (pure) ---------------------------------------------------------------------
     @property

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from speccascade import strategies as registry
 from speccascade.errors import InputError
+from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH
 from speccascade.hardware import list_models, load_model
 
 from ..strategies import COSTMODEL
@@ -51,7 +52,7 @@ def registry_tinies() -> list[str]:
 class Candidate(BaseModel):
     """A candidate model with its acceptance rate (alpha for drafts, alpha_tiny for tiny models)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     name: str
     alpha: float | None = Field(default=None, ge=0.0, le=1.0)
 
@@ -60,7 +61,7 @@ class OptimizeRequest(BaseModel):
     """What ``speccascade optimize`` searches. Hardware mode: ``hardware`` + ``target`` + candidate drafts and
     tinies. Abstract mode: ``c`` (and ``c_tiny``) instead of hardware, verification = one target step."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     hardware: str | None = None
     target: str | None = None
@@ -79,7 +80,7 @@ class OptimizeRequest(BaseModel):
     filter_widths: list[int] = Field(default_factory=lambda: [16, 64, 256, 1024])
     chips: list[int] | None = None              # None: 1, 2, 4, 8 (hardware mode)
     batches: list[int] = Field(default_factory=lambda: [1])
-    context: int = Field(default=1024, ge=0)
+    context: int = Field(default=1024, ge=0, le=MAX_CONTEXT)
     combine: Literal["max", "sum"] = "max"
     objective: Objective = "ms_per_token"
     latency_limit_ms: float | None = Field(default=None, gt=0.0)
@@ -102,9 +103,15 @@ class OptimizeRequest(BaseModel):
                 raise ValueError("the abstract mode needs --alpha")
         elif self.target is None:
             raise ValueError("hardware mode needs --target")
+        if self.hardware is not None and (self.c is not None or self.c_tiny is not None):
+            raise ValueError("--c/--c-tiny are the abstract mode's cost ratios; with --hardware the costs come from "
+                             "the profiles: give one or the other")
         if self.objective == "throughput" and self.latency_limit_ms is None:
             raise ValueError("the throughput objective needs --latency-limit (ms per token)")
-        for name, values in (("chips", self.chip_counts), ("batch", self.batches), ("filter widths", self.filter_widths)):
+        for name, values, bound in (("chips", self.chip_counts, MAX_CHIPS), ("batch", self.batches, MAX_BATCH),
+                                    ("filter widths", self.filter_widths, MAX_FILTER_WIDTH)):
+            if values and max(values) > bound:
+                raise ValueError(f"{name} must be at most {bound:,}, got {max(values):,}")
             if not values or min(values) < 1:
                 raise ValueError(f"{name} must be a non-empty list of integers >= 1")
         return self

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from speccascade import strategies as registry
+from speccascade.acceptance_file import AcceptanceFile, fill_config, load_acceptance
 from speccascade.errors import InputError
 from speccascade.strategies import StrategyNameOrAuto
 from speccascade.readers import read_json, read_toml, validation_message
@@ -68,6 +69,7 @@ class PredictConfig(BaseModel):
     gamma_tiny: float = Field(default=0.95, ge=0.0, le=1.0)                 # seed eq. 6 gamma_0
     gamma_draft_given_tiny: float = Field(default=0.85, ge=0.0, le=1.0)     # gamma_1|0
     gamma_target_given_draft: float | None = Probability                   # gamma_2|1 (default: alpha)
+    gamma_total: float | None = Probability  # filtered: measured gamma_0 gamma_1|0 gamma_2|1 (replaces the product)
     c: float | None = Field(default=None, ge=0.0)          # abstract: draft / target cost per forward
     c_tiny: float | None = Field(default=None, ge=0.0)     # abstract: tiny / target cost per forward
     batch: int = Field(default=1, ge=1)
@@ -77,6 +79,17 @@ class PredictConfig(BaseModel):
     tree_nodes: int = Field(default=63, ge=0)
     verify_cost: float | None = Field(default=None, gt=0.0)  # heads: tree verification / one decode step
     onchip_weights: bool = True  # allow weights in on-chip memory (VMEM, L2) when they fit (the seed's eq. 4)
+    # measured acceptance (speccascade.acceptance_file): fills alpha, alpha_tiny and gamma_total where no setting
+    # of them is given; not dumped (the filled values are)
+    acceptance: AcceptanceFile | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_acceptance(cls, data):
+        if isinstance(data, dict) and data.get("acceptance") is not None:
+            document = load_acceptance(data["acceptance"])
+            data = fill_config({**data, "acceptance": document}, document)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "PredictConfig":
@@ -113,7 +126,11 @@ class PredictConfig(BaseModel):
         data = read_toml(path)
         if "heads_accuracy" in data and isinstance(data["heads_accuracy"], str):
             data["heads_accuracy"] = HeadsAccuracy.from_file(path.parent / data["heads_accuracy"])
+        if isinstance(data.get("acceptance"), str):  # relative to the TOML
+            data["acceptance"] = load_acceptance(data["acceptance"], base=path.parent)
         data.update(overrides)
+        if data.get("acceptance") is not None:  # here, so that its errors stay one line naming the file
+            data = fill_config(data, load_acceptance(data["acceptance"]))
         try:
             return cls.model_validate(data)
         except ValidationError as error:

@@ -224,7 +224,8 @@ def describable(config: PredictConfig) -> tuple[str, ...]:
                  "tiny": config.tiny is not None or config.c_tiny is not None,
                  "heads": config.heads_accuracy is not None}
     have_parameter = {"alpha": config.alpha is not None, "alpha_tiny": config.alpha_tiny is not None,
-                      "gamma_total": config.alpha is not None or config.gamma_target_given_draft is not None,
+                      "gamma_total": config.alpha is not None or config.gamma_target_given_draft is not None
+                      or config.gamma_total is not None,
                       "alphas": config.alphas is not None, "heads_accuracy": config.heads_accuracy is not None}
     out = []
     for name in COSTMODEL.names():

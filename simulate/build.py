@@ -32,6 +32,8 @@ def target_alpha(config: PredictConfig, strategy: str) -> float | None:
     """The acceptance the target applies to draft tokens, as the cost model reads it for ``strategy``: the
     parameter of the registry's pair into the target (``gamma_total``: the filtered cascade's gamma_2|1 part)."""
     parameters = {pair.parameter for pair in registry.get(strategy).pairs if pair.verifier == "target"}
+    if "gamma_total" in parameters and config.gamma_total is not None:  # measured: the filter is inside it
+        return config.gamma_total
     if "gamma_total" in parameters and config.gamma_target_given_draft is not None:
         return config.gamma_target_given_draft
     return config.alpha
@@ -139,7 +141,8 @@ def _filtered(request: Request) -> StepModel:
         return np.full(k, float(timings.forward_ms("tiny", 1)) + float(
             timings.forward_ms("draft", 1, output_columns=float(config.filter_width))))
 
-    return _drafting(request, k, request.outer(), config.gamma_tiny * config.gamma_draft_given_tiny, per_position)
+    filter_pass = None if config.gamma_total is not None else config.gamma_tiny * config.gamma_draft_given_tiny
+    return _drafting(request, k, request.outer(), filter_pass, per_position)
 
 
 def _horizontal(request: Request) -> StepModel:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from speccascade.acceptance_file import AcceptanceFile
 from speccascade.costmodel.audit import audit, findings_json
 from speccascade.costmodel.audit.claims import load_claim
 from speccascade.costmodel.config import PredictConfig
@@ -84,6 +85,9 @@ def optimize_command(
     objective: str = typer.Option("ms_per_token", help="ms_per_token | tokens_per_s_per_chip | throughput."),
     latency_limit: Optional[float] = typer.Option(None, "--latency-limit", help="Max ms/token (throughput)."),
     top: int = typer.Option(5, help="Configurations shown (best + runner-ups)."),
+    acceptance: Optional[Path] = typer.Option(None, "--acceptance", help="Acceptance file (JSON, from `speccascade "
+                                              "calibrate`): fills --alpha, --alpha-tiny and the filtered cascade's "
+                                              "filter pass (given flags win)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Find the best configuration: draft (and quantization), tiny stage or not, K, k_tiny, m, chips, batch.
@@ -91,6 +95,10 @@ def optimize_command(
     With no model or cost flag: the seed paper's headline setup (TPU v5e, Gemma-7B target, Gemma-2B draft at its
     claimed alpha 0.9, the 10M Tiny at 0.85). With --hardware and --target only: the target family's smaller models
     as drafts, their int8/int4 quantizations, the registry's Tiny or none, 1/2/4/8 chips."""
+    filled, notes = {}, []
+    if acceptance is not None:
+        filled, notes = acceptance_fields(AcceptanceFile.read(acceptance), alpha, alpha_tiny, target)
+        alpha, alpha_tiny = filled.pop("alpha", alpha), filled.pop("alpha_tiny", alpha_tiny)
     if hardware is None and target is None and c is None and not draft and not tiny:
         from speccascade.costmodel.config import HEADLINE
 
@@ -107,15 +115,43 @@ def optimize_command(
               "chips": _numbers(chips, "--chips", int), "batches": _numbers(batch, "--batch", int)}
     if strategies is not None:
         fields["strategies"] = [s for s in strategies.replace(" ", "").split(",") if s]
+    fields.update(filled)
     try:
         request = OptimizeRequest.model_validate({key: value for key, value in fields.items() if value is not None})
     except ValidationError as error:
         raise InputError(_flag_error(error)) from None
     result = optimize(request)
     if json_output:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        typer.echo(json.dumps(result.to_json() | ({"acceptance": notes} if acceptance is not None else {}), indent=2))
         return
     render_optimize(result)
+    for note in notes:
+        _console().print(note)
+
+
+def acceptance_fields(document: AcceptanceFile, alpha: float | None, alpha_tiny: float | None,
+                      target: str | None) -> tuple[dict[str, float], list[str]]:
+    """Optimizer fields from an acceptance file (given flags win) and one note per value: alpha, alpha_tiny, and
+    for the filtered cascade the filter pass gamma_0 gamma_1|0 = gamma_total / alpha (the seed's eq. 6 with
+    gamma_2|1 = alpha), put in gamma_draft_given_tiny with gamma_tiny = 1."""
+    fits = document.values({"target": target})
+    fields, notes = {}, []
+    for name, given in (("alpha", alpha), ("alpha_tiny", alpha_tiny)):
+        if name in fits:
+            entry = fits[name]
+            fields[name] = entry.alpha if given is None else given
+            notes.append(f"{name} = {entry.alpha:.4f} [{entry.ci[0]:.4f}, {entry.ci[1]:.4f}] from {document.name}"
+                         + ("" if given is None else f" (not used: --{name.replace('_', '-')} {given} given)"))
+    reference = fields.get("alpha", alpha)
+    if "gamma_total" in fits and reference:
+        gamma = fits["gamma_total"].alpha
+        ratio = min(1.0, gamma / reference)
+        fields.update(gamma_tiny=1.0, gamma_draft_given_tiny=ratio)
+        notes.append(f"gamma_total = {gamma:.4f} from {document.name}: filter pass gamma_0 gamma_1|0 = "
+                     f"gamma_total / alpha = {ratio:.4f}" + (" (capped at 1)" if ratio < gamma / reference else ""))
+    elif "gamma_total" in fits:
+        notes.append(f"gamma_total from {document.name} not used: the filter pass needs an alpha to divide by")
+    return fields, notes
 
 
 def _console() -> Console:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
+from speccascade.acceptance_file import AcceptanceFile, fill_config
 from speccascade.costmodel.config import HEADLINE, HeadsAccuracy, PredictConfig
 from speccascade.errors import InputError
 from speccascade.readers import validation_message
@@ -48,6 +49,8 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
     "gamma_tiny": (Optional[float], typer.Option(None, "--gamma-tiny", help="Filtered: gamma_0 (seed eq. 6).")),
     "gamma_draft_given_tiny": (Optional[float], typer.Option(None, "--gamma-draft-given-tiny", help="gamma_1|0.")),
     "gamma_target_given_draft": (Optional[float], typer.Option(None, "--gamma-target-given-draft", help="gamma_2|1.")),
+    "gamma_total": (Optional[float], typer.Option(None, "--gamma-total", help="Filtered: measured gamma_0 gamma_1|0 gamma_2|1 (replaces the product).")),
+    "acceptance": (Optional[Path], typer.Option(None, "--acceptance", help="Acceptance file (JSON, from `speccascade calibrate`): fills --alpha, --alpha-tiny, --gamma-total (given flags win).")),
     "c": (Optional[float], typer.Option(None, "--c", help="Abstract mode: draft/target cost per forward (no hardware).")),
     "c_tiny": (Optional[float], typer.Option(None, "--c-tiny", help="Abstract mode: tiny/target cost per forward.")),
     "batch": (Optional[int], typer.Option(None, help="Batch size.")),
@@ -68,10 +71,18 @@ def build_config(values: dict[str, Any]) -> PredictConfig:
         given["alphas"] = _float_list(given["alphas"], "--alphas")
     if "heads_accuracy" in given:
         given["heads_accuracy"] = HeadsAccuracy.from_file(given["heads_accuracy"])
+    if "acceptance" in given:
+        given["acceptance"] = AcceptanceFile.read(given["acceptance"])
     if config_file is not None:
         return PredictConfig.from_toml(config_file, **given)
-    if not given or set(given) <= {"strategy", "combine", "onchip_weights", "batch", "context"}:
-        given = HEADLINE.model_dump(exclude_defaults=True) | given
+    if not given or set(given) <= {"strategy", "combine", "onchip_weights", "batch", "context", "acceptance"}:
+        headline = HEADLINE.model_dump(exclude_defaults=True)
+        if "acceptance" in given:  # the headline setup with the file's acceptances instead of the claimed ones
+            headline = {name: value for name, value in headline.items()
+                        if name not in given["acceptance"].values(headline)}
+        given = headline | given
+    if "acceptance" in given:  # here, so that its errors stay one line naming the file
+        given = fill_config(given, given["acceptance"])
     try:
         return PredictConfig.model_validate(given)
     except ValidationError as error:

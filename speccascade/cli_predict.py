@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from speccascade.acceptance_file import applied, applied_line
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.explain import explain_text
 from speccascade.costmodel.predict import Prediction, predict
@@ -20,10 +21,13 @@ def predict_command(config: PredictConfig,
                     json_output: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Predict ms/token, tokens/s and speedup of a strategy (default: the seed paper's headline setup)."""
     prediction = predict(config)
+    report = applied(config.acceptance, config) if config.acceptance is not None else None
     if json_output:
-        typer.echo(json.dumps(prediction.to_json(), indent=2))
+        typer.echo(json.dumps(prediction.to_json() | ({"acceptance": report} if report else {}), indent=2))
         return
     render(prediction, config)
+    if report:
+        Console().print(applied_line(report))
 
 
 def render(prediction: Prediction, config: PredictConfig, console: Console | None = None) -> None:

@@ -4,38 +4,84 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from speccascade.acceptance_file import AcceptanceEntry, applied, applied_line
 from speccascade.costmodel.config import PredictConfig
 from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.simulate import ConfidenceThreshold, IID, Markov, SimulationResult, load_empirical, simulate
 from speccascade.simulate.build import PROCESS_KINDS, make_process, target_alpha
+from speccascade.simulate.processes import markov_rho_range
 
 from .cli_options import config_options
 
 
-def processes_for(config: PredictConfig, kind: str | None, rho: float, empirical: Path | None, pair: str,
-                  resample: str, reset: bool, trace_strategy: str | None = None):
-    """(process, inner_process) for the flags; None keeps the strategy's default (the cost model's assumption)."""
+def _fitted_markov(entry: AcceptanceEntry | None, alpha: float | None, reset: bool, any_rho: bool,
+                   source: str, notes: list[str]) -> Markov | None:
+    """A Markov process with the acceptance file's rho for ``entry`` at mean ``alpha`` (the config's value), when
+    the fit retained the chain (or, with ``any_rho``, whenever the fit estimated one); None otherwise."""
+    if entry is None or entry.markov is None or alpha is None or not (entry.markov.significant or any_rho):
+        return None
+    low, high = markov_rho_range(alpha)
+    rho = min(max(entry.markov.rho, low), high)
+    clipped = "" if rho == entry.markov.rho else f" (clipped from {entry.markov.rho:+.4f} to the range at alpha {alpha})"
+    notes.append(f"{entry.parameter} ({entry.pair}): Markov process, rho = {rho:+.4f} fitted in {source}{clipped} "
+                 f"(LRT p = {entry.markov.p_value:.3g}), mean {alpha:.4f}, "
+                 f"{'reset every step' if reset else 'persistent across steps'}")
+    return Markov(alpha, rho, not reset)
+
+
+def acceptance_processes(config: PredictConfig, reset: bool, any_rho: bool = False) -> tuple[Any, Any, list[str]]:
+    """(process, inner_process, notes) from the config's acceptance file: Markov where its fit retained the lag-1
+    chain, None (the cost model's i.i.d.) elsewhere."""
+    strategy = config.resolved_strategy()
+    document, notes = config.acceptance, []
+    fits = document.values({role: getattr(config, role) for role in ("target", "draft", "tiny")})
+    parameters = {pair.parameter: pair for pair in registry.get(strategy).pairs}
+    outer_parameter = next((name for name, pair in parameters.items() if pair.verifier == "target"), None)
+    process = _fitted_markov(fits.get(outer_parameter), target_alpha(config, strategy), reset, any_rho,
+                             document.name, notes)
+    inner = None
+    if "alpha_tiny" in parameters:
+        inner = _fitted_markov(fits.get("alpha_tiny"), config.alpha_tiny, reset, any_rho, document.name, notes)
+    return process, inner, notes
+
+
+def processes_for(config: PredictConfig, kind: str | None, rho: float | None, empirical: Path | None, pair: str,
+                  resample: str, reset: bool, trace_strategy: str | None = None) -> tuple[Any, Any, list[str]]:
+    """(process, inner_process, notes) for the flags; None keeps the strategy's default (the cost model's
+    assumption). With an acceptance file, no --process runs its Markov fits where their tests retained them, and
+    --process markov without --rho takes each level's fitted rho (0 where the file has none)."""
+    strategy = config.resolved_strategy()
+    has_inner = "alpha_tiny" in {pair.parameter for pair in registry.get(strategy).pairs}
+    if config.acceptance is not None and (kind is None or (kind == "markov" and rho is None)):
+        if empirical is not None:
+            raise InputError("--empirical needs --process empirical")
+        process, inner, notes = acceptance_processes(config, reset, any_rho=kind == "markov")
+        if kind == "markov":
+            process = process or make_process("markov", target_alpha(config, strategy), persistent=not reset)
+            if inner is None and has_inner and config.alpha_tiny is not None:
+                inner = Markov(config.alpha_tiny, 0.0, not reset)
+        return process, inner, notes
+    rho = 0.0 if rho is None else rho
     if kind is None:
         if rho:
             raise InputError("--rho needs --process markov")
         if empirical is not None:
             raise InputError("--empirical needs --process empirical")
-        return None, None
-    strategy = config.resolved_strategy()
+        return None, None, []
     data = load_empirical(empirical, pair, trace_strategy) if kind == "empirical" and empirical is not None else None
     process = make_process(kind, target_alpha(config, strategy), rho=rho, alphas=config.alphas, empirical=data,
                            persistent=not reset, resample=resample)
     inner = None
-    if "alpha_tiny" in {pair.parameter for pair in registry.get(strategy).pairs} and config.alpha_tiny is not None:
+    if has_inner and config.alpha_tiny is not None:
         inner = Markov(config.alpha_tiny, rho, not reset) if kind == "markov" else IID(config.alpha_tiny)
-    return process, inner
+    return process, inner, []
 
 
 @config_options
@@ -43,7 +89,8 @@ def simulate_command(
         config: PredictConfig,
         process: Optional[str] = typer.Option(None, help=f"Acceptance process: {'|'.join(PROCESS_KINDS)} "
                                                           "(default: the cost model's i.i.d./positional)."),
-        rho: float = typer.Option(0.0, help="Markov: lag-1 correlation of accept/reject (0 = i.i.d.)."),
+        rho: Optional[float] = typer.Option(None, help="Markov: lag-1 correlation of accept/reject (default 0 = "
+                                                        "i.i.d., or the --acceptance file's fit)."),
         markov_reset: bool = typer.Option(False, "--markov-reset",
                                           help="Markov: restart from the stationary law every step."),
         empirical: Optional[Path] = typer.Option(None, help="Empirical: JSON/JSONL of outcomes or betas, or a "
@@ -60,8 +107,8 @@ def simulate_command(
         plot: Optional[Path] = typer.Option(None, help="Write PATH.png and PATH.svg: histogram vs closed form."),
 ) -> None:
     """Simulate tokens per step, ms/token and N-token latency (mean with CI, p50/p95/p99, histogram)."""
-    target, inner = processes_for(config, process, rho, empirical, empirical_pair, resample, markov_reset,
-                                  empirical_strategy)
+    target, inner, notes = processes_for(config, process, rho, empirical, empirical_pair, resample, markov_reset,
+                                         empirical_strategy)
     policy = ConfidenceThreshold(threshold) if threshold is not None else None
     result = simulate(config, process=target, inner_process=inner, policy=policy, steps=steps, seed=seed,
                       tokens=tokens, progress=None if not json_output else False)
@@ -70,10 +117,21 @@ def simulate_command(
         from speccascade.simulate.plot import plot_histogram
 
         written = [str(path) for path in plot_histogram(result, plot)]
+    report = None
+    if config.acceptance is not None:
+        report = applied(config.acceptance, config) | {
+            "processes": notes or ([f"--process {process} as given"] if process else
+                                   [f"i.i.d.: {config.acceptance.name} retains no Markov fit for these pairs"])}
     if json_output:
-        typer.echo(json.dumps(result.to_json() | {"plots": written}, indent=2))
+        typer.echo(json.dumps(result.to_json() | {"plots": written} | ({"acceptance": report} if report else {}),
+                              indent=2))
         return
     render(result, written)
+    if report:
+        console = Console()
+        console.print(applied_line(report))
+        for line in report["processes"]:
+            console.print(f"  {line}")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

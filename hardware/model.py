@@ -49,7 +49,7 @@ class ModelProfile(BaseModel):
     notes: list[str] = Field(default_factory=list)
     # How the runtime builds the decoder (runtime/models/transformer.py); the cost model does not read these.
     # None: the profile does not say (the runtime then cannot build the model with --random-weights).
-    mlp_activation: Literal["silu", "gelu_tanh"] | None = None  # gated MLP: silu = SwiGLU, gelu_tanh = GeGLU
+    mlp_activation: Literal["silu", "gelu_tanh", "gelu"] | None = None  # gated MLP: silu = SwiGLU, gelu* = GeGLU
     norm_unit_offset: bool | None = None       # RMSNorm scales by (1 + weight) (Gemma) rather than by weight
     scaled_embeddings: bool | None = None      # token embeddings multiplied by sqrt(d_model) (Gemma)
     rope_theta: float | None = Field(default=None, gt=0)   # rotary base

@@ -30,6 +30,10 @@ ForwardFn = Callable[[Params, Cache, jax.Array], tuple[jax.Array, Cache]]
 ColumnsFn = Callable[[Params, Cache, jax.Array, jax.Array], tuple[jax.Array, Cache]]
 # init_cache(batch, max_len) -> cache with pos = 0
 InitCacheFn = Callable[[int, int], Cache]
+# forward_hidden(params, cache, tokens int32[B, T], positions int32[T] | None, mask bool[T, T] | None)
+#   -> (logits float32[B, T, V], final hidden states float32[B, T, d], cache): the forward with explicit rotary
+#   positions and a mask among the new tokens (tree verification), also returning the hidden states (heads)
+HiddenFn = Callable[..., tuple[jax.Array, jax.Array, Cache]]
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,10 @@ class CausalLM:
     (used for achieved-bandwidth reports). ``forward_columns`` (optional) computes the logits of given vocabulary
     entries only; the filtered cascade's Draft uses it to skip the rest of its output layer. ``profile``
     (optional) is the model's :class:`~speccascade.hardware.model.ModelProfile` (architecture, dtype), which
-    trace headers carry so the cost model can predict a run; the runtime's own models set it.
+    trace headers carry so the cost model can predict a run; the runtime's own models set it. ``forward_hidden``
+    (optional; the transformers have it) takes explicit rotary positions and an attention mask over the new tokens
+    and also returns the final hidden states (Medusa-style heads and tree verification). ``random_weights``
+    marks a model built with seeded random weights (timing only: its tokens mean nothing).
     """
 
     name: str
@@ -53,6 +60,8 @@ class CausalLM:
     max_len: int
     forward_columns: ColumnsFn | None = None
     profile: ModelProfile | None = None
+    forward_hidden: HiddenFn | None = None
+    random_weights: bool = False
 
     def __hash__(self) -> int:  # identity hash: usable as a jit static argument
         return id(self)

@@ -8,9 +8,11 @@ reads. The trio writes one per model next to its checkpoints (:mod:`.trio`).
 
 The mapping (exact, from the model code):
 
-* transformer (``runtime/models/transformer.py``): a decoder; params = V d + L (d (d + 2 kv hd) + d^2 + 3 d f +
-  2 d) + d (fused q/k/v, attention output, SwiGLU gate/up/down, two RMSNorm gains per layer, the final norm); the
-  output head is tied to the V x d embedding; head_dim = d / heads; no biases.
+* transformer (``runtime/models/transformer.py``): a decoder; params = h V d + L (d (q + 2 kv) + q d + 3 d f +
+  2 d) + d with q = heads hd, kv = kv_heads hd (fused q/k/v, attention output, gated MLP gate/up/down, two RMSNorm
+  gains per layer, the final norm) and h = 1 for an output head tied to the V x d embedding, 2 for a separate one;
+  head_dim = d / heads unless the config sets ``attn_head_dim``; no biases. The architecture fields the runtime
+  builds from (activation, RMSNorm offset, embedding scale, rotary base, epsilon, context) come from the config.
 * tiny (``runtime/models/tiny.py``): the seed's projection model h = LayerNorm(W1 x + b1),
   P = softmax(W2 ReLU(h) + b2): params = V e (embedding) + e h + h (W1, b1) + 2 h (LayerNorm) + h V + V (W2, b2),
   ``d_model`` = e (embedding width), ``d_ff`` = h (hidden width); no layers, heads or KV cache.
@@ -61,9 +63,10 @@ def transformer_param_count(config: Mapping[str, Any]) -> int:
     """``TransformerConfig.param_count`` without JAX (tested equal)."""
     d, layers, heads, kv_heads, d_ff, vocab = (int(config[key]) for key in (
         "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "vocab_size"))
-    kv = kv_heads * (d // heads)
-    per_layer = d * (d + 2 * kv) + d * d + 3 * d * d_ff + 2 * d
-    return vocab * d + layers * per_layer + d
+    head_dim = int(config.get("attn_head_dim") or d // heads)
+    q, kv = heads * head_dim, kv_heads * head_dim
+    per_layer = d * (q + 2 * kv) + q * d + 3 * d * d_ff + 2 * d
+    return (1 if config.get("tied_embeddings", True) else 2) * vocab * d + layers * per_layer + d
 
 
 def tiny_param_count(config: Mapping[str, Any]) -> int:
@@ -98,19 +101,32 @@ def model_profile_with_sources(config: Any, *, name: str, kind: str | None = Non
     try:
         if kind == "transformer":
             d, heads = int(fields["d_model"]), int(fields["n_heads"])
+            tied = bool(fields.get("tied_embeddings", True))
+            head_dim = int(fields.get("attn_head_dim") or d // heads)
+            activation = fields.get("activation", "silu")
             values = dict(architecture="decoder", params_total=transformer_param_count(fields),
-                          params_embedding=int(fields["vocab_size"]) * d, tied_embeddings=True,
+                          params_embedding=int(fields["vocab_size"]) * d, tied_embeddings=tied,
                           layers=int(fields["n_layers"]), d_model=d, heads=heads, kv_heads=int(fields["n_kv_heads"]),
-                          head_dim=d // heads, d_ff=int(fields["d_ff"]), vocab=int(fields["vocab_size"]))
+                          head_dim=head_dim, d_ff=int(fields["d_ff"]), vocab=int(fields["vocab_size"]),
+                          mlp_activation=activation, norm_unit_offset=bool(fields.get("norm_unit_offset", False)),
+                          scaled_embeddings=bool(fields.get("scaled_embeddings", False)),
+                          rope_theta=float(fields.get("rope_theta", 10_000.0)),
+                          norm_eps=float(fields.get("norm_eps", 1e-6)), max_positions=int(fields["max_len"])
+                          if fields.get("max_len") else None)
             sources = {
-                "architecture": "runtime/models/transformer.py: decoder-only (RMSNorm, rotary, SwiGLU, GQA)",
-                "params_total": "V d + L (d (d + 2 kv hd) + d^2 + 3 d d_ff + 2 d) + d (TransformerConfig.param_count)",
+                "architecture": "runtime/models/transformer.py: decoder-only (RMSNorm, rotary, gated MLP, GQA)",
+                "params_total": "h V d + L (d (q + 2 kv) + q d + 3 d d_ff + 2 d) + d (TransformerConfig.param_count)",
                 "params_embedding": "vocab_size x d_model token table",
-                "tied_embeddings": "the output head is the token embedding (logits = h E^T)",
+                "tied_embeddings": ("the output head is the token embedding (logits = h E^T)" if tied
+                                    else f"tied_embeddings false: a separate V x d output head ({origin})"),
                 "layers": f"n_layers ({origin})", "d_model": f"d_model ({origin})",
                 "heads": f"n_heads ({origin})", "kv_heads": f"n_kv_heads ({origin})",
-                "head_dim": "d_model / n_heads", "d_ff": f"d_ff, SwiGLU hidden width ({origin})",
-                "vocab": f"vocab_size ({origin})"}
+                "head_dim": (f"attn_head_dim ({origin})" if fields.get("attn_head_dim") else "d_model / n_heads"),
+                "d_ff": f"d_ff, gated-MLP hidden width ({origin})", "vocab": f"vocab_size ({origin})",
+                "mlp_activation": f"activation {activation!r} ({origin})",
+                "norm_unit_offset": f"norm_unit_offset ({origin})",
+                "scaled_embeddings": f"scaled_embeddings ({origin})", "rope_theta": f"rope_theta ({origin})",
+                "norm_eps": f"norm_eps ({origin})", "max_positions": f"max_len, the KV cache capacity ({origin})"}
             notes = [f"max_len {fields.get('max_len')}: the KV cache capacity (keep the predicted context below it)"]
         elif kind == "tiny":
             e, h = int(fields["d_embed"]), int(fields["d_hidden"])

@@ -1,9 +1,29 @@
-"""Decoder-only transformer in Flax NNX: RMSNorm, rotary positions, SwiGLU, grouped-query attention, KV cache.
+"""Decoder-only transformer in Flax NNX: RMSNorm, rotary positions, gated MLP, grouped-query attention, KV cache.
 
-Block (pre-norm, as in Llama): x += Attn(RMSNorm(x)); x += W_down(SiLU(W_gate x') * W_up x') with x' = RMSNorm(x).
+Block (pre-norm, as in Llama): x += Attn(RMSNorm(x)); x += W_down(act(W_gate x') * W_up x') with x' = RMSNorm(x).
 RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g. Rotary positions (Su et al. 2021) rotate each (i, i + d/2) pair of
 query/key features by angle pos * theta^(-2i/d). Grouped-query attention (Ainslie et al. 2023): ``n_heads`` query
 heads share ``n_kv_heads`` key/value heads. The output head is tied to the token embedding (logits = h E^T).
+
+Architectures (``TransformerConfig`` fields; the defaults are the runtime's own trained models, which are the
+Llama family with a tied head):
+
+* Llama family (Llama 2/3, Vicuna, Mistral below its sliding window): ``activation="silu"`` (SwiGLU), plain
+  RMSNorm, unscaled embeddings, ``tied_embeddings=False`` (a separate ``head`` [V, d], Hugging Face's
+  ``lm_head``), ``rope_theta`` from the checkpoint (500,000 for Llama 3);
+* Gemma (1): ``activation="gelu_tanh"`` (GeGLU with the tanh-approximated GELU), ``norm_unit_offset=True``
+  (RMSNorm scales by 1 + g), ``scaled_embeddings=True`` (x = E[token] sqrt(d_model)), tied head, and an explicit
+  ``attn_head_dim`` (256, so n_heads x head_dim need not equal d_model: Gemma-7B has 16 x 256 = 4096 != 3072).
+
+Hugging Face checkpoints map onto these modules in :mod:`speccascade.runtime.hf`; profile-shaped random models
+(any ``hardware/models`` profile) in :mod:`speccascade.runtime.random_models`.
+
+Forward with explicit positions and an attention mask (:meth:`Transformer.run`): ``positions`` int32[T] are the
+rotary positions of the T new tokens (default ``pos + arange(T)``) and ``mask`` bool[T, T] which new tokens each
+new token sees (default causal: t' <= t); every cached slot before ``pos`` is visible to all of them. The new
+tokens' keys/values are written at cache slots ``pos .. pos + T - 1`` whatever their positions, so a token tree
+(Medusa-style tree verification: positions = pos + depth, mask = ancestor-or-self) is one forward, and ``run``
+also returns the final-normed hidden states (the input of Medusa heads).
 
 Weights are stored [out, in] and every matmul contracts the activation's last axis with the weight's second axis
 (x W^T): on XLA:CPU this layout runs a forward over a few tokens (speculative verification) much closer to the
@@ -47,6 +67,8 @@ WEIGHT_FORMATS = ("float32", "bfloat16", "int8")
 # Every forward of fewer than 8 tokens (decoding, verification of up to 7 tokens) then runs the same 8-row
 # kernel, so a token's logits do not depend on how many tokens shared its forward.
 MIN_LOW_PRECISION_ROWS = 8
+ACTIVATIONS = {"silu": jax.nn.silu, "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+               "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
 @dataclass(frozen=True)
@@ -61,26 +83,36 @@ class TransformerConfig:
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-6
     weights: str = "float32"
+    # architecture (module docstring); the defaults are the runtime's own models
+    activation: str = "silu"           # gated MLP: "silu" (SwiGLU), "gelu_tanh" (GeGLU, Gemma), "gelu" (exact erf)
+    norm_unit_offset: bool = False     # RMSNorm scales by (1 + g) (Gemma)
+    scaled_embeddings: bool = False    # x = E[token] * sqrt(d_model) (Gemma)
+    tied_embeddings: bool = True       # False: a separate output head [V, d] (Llama's lm_head)
+    attn_head_dim: int = 0             # 0: d_model // n_heads; else explicit (Gemma: 256)
 
     def __post_init__(self) -> None:
         if min(self.vocab_size, self.d_model, self.n_layers, self.n_heads, self.n_kv_heads, self.d_ff,
-               self.max_len) < 1:
+               self.max_len) < 1 or self.attn_head_dim < 0:
             raise InputError(f"transformer config sizes must be positive: {self}")
-        if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads or (self.d_model // self.n_heads) % 2:
-            raise InputError("d_model must split into n_heads even-sized heads and n_heads must be a multiple of "
-                             f"n_kv_heads (got d_model={self.d_model}, n_heads={self.n_heads}, "
-                             f"n_kv_heads={self.n_kv_heads})")
+        split = self.attn_head_dim or (self.d_model // self.n_heads if self.d_model % self.n_heads == 0 else 1)
+        if self.n_heads % self.n_kv_heads or split % 2 or (not self.attn_head_dim and self.d_model % self.n_heads):
+            raise InputError("d_model must split into n_heads even-sized heads (or attn_head_dim be even) and n_heads "
+                             f"must be a multiple of n_kv_heads (got d_model={self.d_model}, n_heads={self.n_heads}, "
+                             f"n_kv_heads={self.n_kv_heads}, attn_head_dim={self.attn_head_dim})")
         if self.weights not in WEIGHT_FORMATS:
             raise InputError(f"weights must be one of {WEIGHT_FORMATS}, got {self.weights!r}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attn_head_dim or self.d_model // self.n_heads
 
     def param_count(self) -> int:
-        d, kv = self.d_model, self.n_kv_heads * self.head_dim
-        per_layer = d * (d + 2 * kv) + d * d + 3 * d * self.d_ff + 2 * d
-        return self.vocab_size * d + self.n_layers * per_layer + d
+        d, q, kv = self.d_model, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        per_layer = d * (q + 2 * kv) + q * d + 3 * d * self.d_ff + 2 * d
+        heads = 1 if self.tied_embeddings else 2
+        return heads * self.vocab_size * d + self.n_layers * per_layer + d
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -139,6 +171,10 @@ class Linear(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         return _dense(x, self.kernel[...])
 
+    def columns(self, x: jax.Array, ids: jax.Array) -> jax.Array:
+        """Only the output features ``ids`` int32[m]: x W[ids]^T, [..., m] (an untied head's filtered columns)."""
+        return _dense(x, self.kernel[...][ids])
+
 
 class Embed(nnx.Module):
     """Token table [vocab, d]; ``attend`` is the tied output head."""
@@ -158,12 +194,18 @@ class Embed(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-    def __init__(self, features: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((features,), jnp.float32))
+    """x / sqrt(mean(x^2) + eps) * g, or * (1 + g) with ``unit_offset`` (Gemma; g starts at 0 then)."""
+
+    def __init__(self, features: int, eps: float, unit_offset: bool = False):
+        self.scale = nnx.Param((jnp.zeros if unit_offset else jnp.ones)((features,), jnp.float32))
         self.eps = eps
+        self.unit_offset = unit_offset
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
+        gain = self.scale[...].astype(jnp.float32)
+        if self.unit_offset:
+            gain = 1.0 + gain
+        return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * gain
 
 
 def _linear(config: TransformerConfig, in_features: int, out_features: int, rngs: nnx.Rngs,
@@ -171,6 +213,24 @@ def _linear(config: TransformerConfig, in_features: int, out_features: int, rngs
     if config.weights == "int8":
         return Int8Linear(in_features, out_features)
     return Linear(in_features, out_features, rngs=rngs, scale=scale)
+
+
+def visibility(positions_count: int, start: jax.Array, length: int | None, mask: jax.Array | None) -> jax.Array:
+    """bool [T, S]: which key slot each of the T new tokens attends to. With a cache of ``length`` slots the new
+    tokens occupy slots start..start+T-1 and every slot before ``start`` is visible; without one (``length`` None)
+    S = T. Among the new tokens: causal (slot s <= start + t) or, given, ``mask`` bool [T, T]."""
+    count = positions_count
+    queries = jnp.arange(count, dtype=jnp.int32)
+    if length is None:
+        keys = queries
+        return keys[None, :] <= queries[:, None] if mask is None else mask.astype(bool)
+    keys = jnp.arange(length, dtype=jnp.int32)
+    if mask is None:
+        return keys[None, :] <= (start + queries)[:, None]
+    relative = keys - start
+    inside = (relative >= 0) & (relative < count)
+    among_new = jnp.take(mask.astype(bool), jnp.clip(relative, 0, count - 1), axis=1)
+    return (relative < 0)[None, :] | (inside[None, :] & among_new)
 
 
 def rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
@@ -191,10 +251,11 @@ class Attention(nnx.Module):
         self.out = _linear(config, config.n_heads * hd, config.d_model, rngs,
                            scale=1 / math.sqrt(2 * config.n_layers))
 
-    def __call__(self, x: jax.Array, positions: jax.Array, past: tuple | None):
-        """past: None (causal over x alone) or (k_cache [B, KV, S, hd], v_cache [B, KV, hd, S], start); the new
-        keys/values are written at ``start`` first. Returns (y, (keys, values)): the updated caches, or with no
-        past the new keys [B, KV, T, hd] and values [B, KV, hd, T]."""
+    def __call__(self, x: jax.Array, positions: jax.Array, past: tuple | None, visible: jax.Array):
+        """past: None (over x alone) or (k_cache [B, KV, S, hd], v_cache [B, KV, hd, S], start); the new
+        keys/values are written at ``start`` first. ``visible`` bool [T, S] (:func:`visibility`). Returns
+        (y, (keys, values)): the updated caches, or with no past the new keys [B, KV, T, hd] and values
+        [B, KV, hd, T]."""
         cfg = self.config
         batch, count, _ = x.shape
         hd, heads, kv_heads = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
@@ -208,41 +269,40 @@ class Attention(nnx.Module):
         q = jnp.transpose(q.reshape(batch, count, kv_heads, group, hd), (0, 2, 3, 1, 4))
         q = q.reshape(batch, kv_heads, group * count, hd) * (1.0 / math.sqrt(hd))
         keys, values = jnp.transpose(k, (0, 2, 1, 3)), jnp.transpose(v, (0, 2, 3, 1))
-        if past is None:
-            key_positions = positions
-        else:
+        if past is not None:
             k_cache, v_cache, start = past
             keys = jax.lax.dynamic_update_slice(k_cache, keys.astype(k_cache.dtype), (0, 0, start, 0))
             values = jax.lax.dynamic_update_slice(v_cache, values.astype(v_cache.dtype), (0, 0, 0, start))
-            key_positions = jnp.arange(keys.shape[2], dtype=jnp.int32)
         scores = jnp.einsum("bkqh,bksh->bkqs", q, keys.astype(q.dtype))
-        query_positions = jnp.tile(positions, group)
-        scores = jnp.where(key_positions[None, :] <= query_positions[:, None], scores, -1e30)
+        scores = jnp.where(jnp.tile(visible, (group, 1)), scores, -1e30)
         attended = jnp.einsum("bkqs,bkhs->bkqh", jax.nn.softmax(scores, axis=-1), values.astype(q.dtype))
         attended = jnp.transpose(attended.reshape(batch, kv_heads, group, count, hd), (0, 3, 1, 2, 4))
         return self.out(attended.reshape(batch, count, heads * hd)), (keys, values)
 
 
 class SwiGLU(nnx.Module):
+    """The gated MLP W_down(act(W_gate x) * W_up x): SwiGLU with SiLU, GeGLU with GELU (``config.activation``)."""
+
     def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
         self.d_ff = config.d_ff
+        self.activation = config.activation
         self.gate_up = _linear(config, config.d_model, 2 * config.d_ff, rngs)
         self.down = _linear(config, config.d_ff, config.d_model, rngs, scale=1 / math.sqrt(2 * config.n_layers))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         gate_up = self.gate_up(x)
-        return self.down(jax.nn.silu(gate_up[..., :self.d_ff]) * gate_up[..., self.d_ff:])
+        return self.down(ACTIVATIONS[self.activation](gate_up[..., :self.d_ff]) * gate_up[..., self.d_ff:])
 
 
 class Block(nnx.Module):
     def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
-        self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.attn_norm = RMSNorm(config.d_model, config.norm_eps, config.norm_unit_offset)
         self.attn = Attention(config, rngs)
-        self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.mlp_norm = RMSNorm(config.d_model, config.norm_eps, config.norm_unit_offset)
         self.mlp = SwiGLU(config, rngs)
 
-    def __call__(self, x, positions, past):
-        attended, new_kv = self.attn(self.attn_norm(x), positions, past)
+    def __call__(self, x, positions, past, visible):
+        attended, new_kv = self.attn(self.attn_norm(x), positions, past, visible)
         x = x + attended
         return x + self.mlp(self.mlp_norm(x)), new_kv
 
@@ -253,29 +313,49 @@ class Transformer(nnx.Module):
         self.embed = (Int8Embed(config.vocab_size, config.d_model) if config.weights == "int8"
                       else Embed(config.vocab_size, config.d_model, rngs=rngs))
         self.layers = nnx.List([Block(config, rngs) for _ in range(config.n_layers)])
-        self.final_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.final_norm = RMSNorm(config.d_model, config.norm_eps, config.norm_unit_offset)
+        if not config.tied_embeddings:
+            self.head = _linear(config, config.d_model, config.vocab_size, rngs)
 
     def __call__(self, tokens: jax.Array, cache: dict | None = None) -> tuple[jax.Array, dict | None]:
         """tokens int32 [B, T] -> (logits float32 [B, T, V], cache advanced by T, or None without a cache)."""
         hidden, cache = self.hidden(tokens, cache)
-        return self.embed.attend(hidden), cache
+        return self.logits(hidden), cache
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """The output head: h E^T (tied) or h W_head^T."""
+        return self.embed.attend(hidden) if self.config.tied_embeddings else self.head(hidden)
+
+    def run(self, tokens: jax.Array, cache: dict | None = None, positions: jax.Array | None = None,
+            mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, dict | None]:
+        """(logits [B, T, V], final-normed hidden states [B, T, d], cache advanced by T) with explicit rotary
+        ``positions`` int32[T] and ``mask`` bool[T, T] among the new tokens (module docstring; tree verification)."""
+        hidden, cache = self.hidden(tokens, cache, positions, mask)
+        return self.logits(hidden), hidden, cache
 
     def logits_for(self, tokens: jax.Array, cache: dict | None, ids: jax.Array) -> tuple[jax.Array, dict | None]:
         """Like ``__call__`` but the output head computes only the columns ``ids`` int32[m]: logits [B, T, m].
         The filtered cascade's Draft: the seed's point that filtering shrinks the output layer to m columns."""
         hidden, cache = self.hidden(tokens, cache)
-        return self.embed.attend_columns(hidden, ids), cache
+        if self.config.tied_embeddings:
+            return self.embed.attend_columns(hidden, ids), cache
+        return self.head.columns(hidden, ids), cache
 
-    def hidden(self, tokens: jax.Array, cache: dict | None = None) -> tuple[jax.Array, dict | None]:
+    def hidden(self, tokens: jax.Array, cache: dict | None = None, positions: jax.Array | None = None,
+               mask: jax.Array | None = None) -> tuple[jax.Array, dict | None]:
         """The trunk: final-normed hidden states [B, T, d] and the advanced cache (None without one)."""
         count = tokens.shape[1]
         start = jnp.zeros((), jnp.int32) if cache is None else cache["pos"]
-        positions = start + jnp.arange(count, dtype=jnp.int32)
+        if positions is None:
+            positions = start + jnp.arange(count, dtype=jnp.int32)
+        visible = visibility(count, start, None if cache is None else cache["k"][0].shape[2], mask)
         x = self.embed(tokens)
+        if self.config.scaled_embeddings:
+            x = x * math.sqrt(self.config.d_model)
         keys, values = [], []
         for index, block in enumerate(self.layers):
             past = None if cache is None else (cache["k"][index], cache["v"][index], start)
-            x, (k, v) = block(x, positions, past)
+            x, (k, v) = block(x, positions, past, visible)
             keys.append(k)
             values.append(v)
         hidden = self.final_norm(x)
@@ -316,17 +396,28 @@ def as_causal_lm(module: Transformer, name: str, max_len: int | None = None,
     (the tied embedding is streamed whole by the output head each forward).
     """
     config = module.config
-    max_len = max_len or config.max_len
     params = params_of(module)
     weights = weights or config.weights
     if weights != config.weights:
         if config.weights != "float32":
             raise InputError(f"can only convert float32 weights, this model stores {config.weights}")
-        converted = dataclasses.replace(config, weights=weights)
-        module = nnx.eval_shape(lambda: Transformer(converted, rngs=nnx.Rngs(0)))
         params = quantize_params(params) if weights == "int8" else _cast_weights(params, jnp.bfloat16)
-        config = converted
-    graphdef = nnx.graphdef(module)
+        config = dataclasses.replace(config, weights=weights)
+    return causal_lm(config, params, name, max_len)
+
+
+def abstract_transformer(config: TransformerConfig) -> Transformer:
+    """The module's structure without weights (no memory): what a loader fills tensor by tensor."""
+    return nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+
+
+def causal_lm(config: TransformerConfig, params: dict, name: str, max_len: int | None = None,
+              profile=None) -> CausalLM:
+    """A :class:`CausalLM` over ``params`` (a plain nested dict in the layout of ``params_of(Transformer(config))``,
+    already in ``config.weights``' format): the Hugging Face loader and the random-weight builder use this, so no
+    second copy of the weights is ever made. ``profile`` defaults to the config's runtime profile."""
+    max_len = max_len or config.max_len
+    graphdef = nnx.graphdef(abstract_transformer(config))
 
     def forward(params, cache, tokens):
         return nnx.merge(graphdef, params)(tokens, cache)
@@ -334,10 +425,15 @@ def as_causal_lm(module: Transformer, name: str, max_len: int | None = None,
     def forward_columns(params, cache, tokens, ids):
         return nnx.merge(graphdef, params).logits_for(tokens, cache, ids)
 
+    def forward_hidden(params, cache, tokens, positions=None, mask=None):
+        logits, hidden, cache = nnx.merge(graphdef, params).run(tokens, cache, positions, mask)
+        return logits, hidden, cache
+
     def init_cache(batch: int, length: int) -> dict:
         return init_transformer_cache(config, batch, length)
 
     return CausalLM(name=name, vocab_size=config.vocab_size, params=params, forward=jax.jit(forward),
                     init_cache=init_cache, param_bytes=tree_bytes(params), max_len=max_len,
                     forward_columns=jax.jit(forward_columns),
-                    profile=model_profile(config, name=name, kind="transformer"))
+                    profile=profile or model_profile(config, name=name, kind="transformer"),
+                    forward_hidden=jax.jit(forward_hidden))

@@ -48,6 +48,7 @@ class Calibration:
     unused: tuple[Unused, ...]
     sources: tuple[TraceSource, ...]
     profile: ChipProfile                       # the input profile, corrections fitted and provenance filled
+    uncalibrated_residuals: Residuals | None = None  # the input profile's own corrections on the same points
     notes: tuple[str, ...] = ()
 
     @property
@@ -141,8 +142,10 @@ def calibrate_traces(paths: Sequence[str | Path], *, chip: ChipProfile | None = 
     date = _today()
     name = name or f"{device.chip.name}-calibrated"
     profile = calibrated_profile(device.chip, fit, name, sources, date, len(unused_forwards), mode)
+    measured = np.array([point.ms for point in points])
+    uncalibrated = residual_summary(predict_ms(device.chip, points) / measured - 1.0)
     return Calibration(name, mode, date, device, fit, table, table_residuals, tuple(overheads), used, unused,
-                       sources, profile, device.notes)
+                       sources, profile, uncalibrated, device.notes)
 
 
 def calibrated_profile(base: ChipProfile, fit: ForwardFit, name: str, sources: Sequence[TraceSource], date: str,

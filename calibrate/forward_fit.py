@@ -15,7 +15,8 @@ Main memory's fraction is fitted only when it holds weights: KV reads alone cann
 slope (both scale with S kv).
 
 Objective: relative residuals r_i = t_i(theta) / ms_i - 1, minimized with ``scipy.optimize.least_squares``
-(trust-region reflective, bounded; a few starts, the best kept). A parameter the records do not constrain (zero
+(trust-region reflective, bounded; the best of a few starts: three fixed ones and one from the memory-bound model,
+which is linear in 1/f, the overhead and the slopes, solved by nonnegative least squares). A parameter the records do not constrain (zero
 sensitivity at the fit, e.g. compute efficiency when no forward is compute-bound) is held at its identity value
 and said so; parameters the records cannot tell apart (a near-singular Jacobian, e.g. a level's bandwidth fraction
 and the per-forward overhead when one model is all that level holds) are an :class:`InputError` naming them (hold
@@ -187,10 +188,50 @@ def _start(parameters: Sequence[Parameter], start: tuple[float, float, float, fl
     return np.asarray(x, dtype=float)
 
 
+def _linear_start(problem: _Problem) -> np.ndarray:
+    """A start from the memory-bound model, linear in (1/f per level, overhead, slopes): nonnegative least squares
+    on relative errors (rows divided by the measured time), compute efficiencies at 0.9. It finds the basin the
+    fixed starts may miss when several terms compete (e.g. a level's fraction against the context slope)."""
+    chip = with_corrections(problem.chip, problem.values(np.zeros(len(problem.parameters))), validate=False)
+    main = chip.memory[-1]
+    columns, offsets = [], np.zeros(len(problem.points))
+    for i, point in enumerate(problem.points):
+        values = forward_inputs(chip, point.model, level=point.level, tokens=point.tokens, context=point.context,
+                                batch=1, tp=1)
+        weights_s = float(values["weight_bytes"]) / chip.level(point.level).bandwidth_bytes_per_s
+        kv_s = point.context * point.model.kv_bytes_per_token / main.bandwidth_bytes_per_s
+        row = []
+        for p in problem.parameters:
+            head, _, key = p.name.partition(".")
+            if head == "bandwidth_fraction":
+                row.append((weights_s if point.level == key else 0.0) + (kv_s if key == main.name else 0.0))
+            elif p.name == "overhead_s":
+                row.append(1.0)
+            elif p.name == "token_slope":
+                row.append((point.tokens - 1) * 2 * float(values["matmul_params"]) / float(values["peak_flops"]))
+            elif p.name == "context_slope":
+                row.append(kv_s)
+            else:
+                row.append(0.0)
+        if f"bandwidth_fraction.{main.name}" not in {p.name for p in problem.parameters}:
+            offsets[i] = kv_s / chip.bandwidth_fraction(main.name)
+        columns.append(row)
+    measured_s = problem.measured * 1e-3
+    design = np.array(columns) / measured_s[:, None]
+    coefficients, _ = optimize.nnls(design, 1.0 - offsets / measured_s)
+    x = []
+    for p, c in zip(problem.parameters, coefficients):
+        head = p.name.partition(".")[0]
+        value = {"bandwidth_fraction": 1.0 / c if c > 0 else 1.0, "compute_efficiency": 0.9}.get(head, c)
+        x.append(np.clip(value, p.lower + 1e-6 * (p.upper - p.lower), p.upper - 1e-6 * (p.upper - p.lower))
+                 / p.scale)
+    return np.asarray(x, dtype=float)
+
+
 def _solve(problem: _Problem, index: np.ndarray | None = None, x0: np.ndarray | None = None):
     lower = np.array([p.lower / p.scale for p in problem.parameters])
     upper = np.array([p.upper / p.scale for p in problem.parameters])
-    starts = [x0] if x0 is not None else [_start(problem.parameters, s) for s in STARTS]
+    starts = [x0] if x0 is not None else [_linear_start(problem)] + [_start(problem.parameters, s) for s in STARTS]
     best = None
     for start in starts:
         result = optimize.least_squares(problem.residuals, np.clip(start, lower, upper), bounds=(lower, upper),

@@ -99,7 +99,12 @@ def report(calibration: Calibration, where: Locations | None = None, acceptance:
             "uncertainty": fit.uncertainty, "combine": fit.combine,
             "residuals": fit.residuals.model_dump(),
             "residuals_by_model": {key: residual_summary(values).model_dump() for key, values in roles.items()},
+            "uncalibrated_residuals": (calibration.uncalibrated_residuals.model_dump()
+                                       if calibration.uncalibrated_residuals else None),
             "notes": list(fit.notes),
+            "points": [{"where": p.where, "model": p.model_key, "level": p.level, "tokens": p.tokens,
+                        "context": p.context, "measured_ms": p.ms, "predicted_ms": p.ms * (1.0 + float(r))}
+                       for p, r in zip(fit.points, fit.relative_residuals)],
         },
         "table": None if calibration.table is None else {
             "predicted_by": "table: the recorded forwards of the same model, interpolated over tokens and context",

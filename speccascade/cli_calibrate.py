@@ -64,6 +64,8 @@ def _residual_table(document: dict[str, Any]) -> Table:
     fit = document["forward_fit"]
     rows = [("fit, all models", fit["residuals"])]
     rows += [(f"fit, {key}", values) for key, values in fit["residuals_by_model"].items()]
+    if fit.get("uncalibrated_residuals"):
+        rows.append((f"input profile '{document['chip']}' uncalibrated", fit["uncalibrated_residuals"]))
     if document["table"] is not None:
         rows.append(("table, leave-one-out", document["table"]["leave_one_out_residuals"]))
     for label, values in rows:

@@ -94,7 +94,7 @@ def test_default_is_the_seed_headline_table(capsys):
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     code, out, err = run(capsys, "predict", *argv)
     assert code == 2
-    assert needle in err and err.count("\n") == 1 and "Traceback" not in err + out
+    assert needle in err and err.count("\n") == 1 and out == "" and "Traceback" not in err
 
 
 @pytest.mark.parametrize("content,needle", [
@@ -106,8 +106,8 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
 def test_bad_config_files(capsys, tmp_path, content, needle):
     config = tmp_path / "bad.toml"
     config.write_text(content)
-    code, _, err = run(capsys, "predict", "--config", str(config))
-    assert code == 2 and needle in err and err.count("\n") == 1
+    code, out, err = run(capsys, "predict", "--config", str(config))
+    assert code == 2 and needle in err and err.count("\n") == 1 and out == ""
 
 
 @pytest.mark.parametrize("strategy", ["autoregressive", "speculative", "vertical", "filtered", "horizontal", "heads",
@@ -120,5 +120,5 @@ def test_explain_prints_equations(capsys, strategy):
 
 
 def test_explain_unknown_strategy(capsys):
-    code, _, err = run(capsys, "explain", "warp")
-    assert code == 2 and "unknown strategy 'warp'" in err
+    code, out, err = run(capsys, "explain", "warp")
+    assert code == 2 and "unknown strategy 'warp'" in err and err.count("\n") == 1 and out == ""

@@ -43,23 +43,20 @@ def test_generate_json_is_lossless_across_strategies(patched, capsys):
 
 
 def test_generate_rejects_bad_input(patched, capsys):
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "nonesuch", "--prompt", "x")
-    assert code == 2 and err.startswith("error: unknown strategy 'nonesuch'")
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "medusa", "--prompt", "x")
-    assert code == 2 and err.startswith("error: the runtime does not run strategy 'heads'")
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--k", "0")
-    assert code == 2 and "k must lie in [1, 256]" in err
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
-                       "--draft-weights", "int4")
-    assert code == 2 and "--draft-weights" in err
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
-                       "--target-weights", "fp8")
-    assert code == 2 and err.startswith("error: --target-weights must be one of bf16, fp32")
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x",
-                       "--temperature", "0")
-    assert code == 2 and "temperature" in err
-    code, _, err = run(capsys, "runtime", "generate", "--strategy", "speculative", "--prompt", "x", "--max-new", "900")
-    assert code == 2 and "context" in err
+    """Each error: exit code 2, exactly one line on stderr, nothing on stdout."""
+    spec = ("--strategy", "speculative", "--prompt", "x")
+    for argv, needle in [
+        (("--strategy", "nonesuch", "--prompt", "x"), "error: unknown strategy 'nonesuch'"),
+        (("--strategy", "medusa", "--prompt", "x"), "error: the runtime does not run strategy 'heads'"),
+        ((*spec, "--k", "0"), "k must lie in [1, 256]"),
+        ((*spec, "--draft-weights", "int4"), "--draft-weights"),
+        ((*spec, "--target-weights", "fp8"), "error: --target-weights must be one of bf16, fp32"),
+        ((*spec, "--temperature", "0"), "temperature"),
+        ((*spec, "--max-new", "900"), "context"),
+    ]:
+        code, out, err = run(capsys, "runtime", "generate", *argv)
+        assert code == 2 and out == "" and err.count("\n") == 1, (argv, code, out, err)
+        assert (err.startswith(needle) if needle.startswith("error: ") else needle in err), (argv, err)
 
 
 def test_bench_writes_a_trace_and_a_summary(patched, capsys, tmp_path):

@@ -1,30 +1,51 @@
-"""Sampled strategies follow the target's distribution exactly (chi-square against the exact joint law).
+"""Sampled strategies emit exactly the Target's distribution: the joint law of the first K + 2 emitted tokens.
 
-Small vocabulary (8), a fixed prompt, 10,000 independent runs (vmapped over PRNG keys, two steps each, fixed
-seed): the first two emitted tokens have 64 outcomes whose exact probabilities p(t1) p(t2 | t1) come from target
-forwards. Cells expected below 5 are pooled. A check that the test has power: samples of the draft model alone
-(a different distribution) are rejected by the same test.
+Every strategy runs through the shared harness (tests/lossless_harness.py): the exact law of the first n tokens
+after a fixed prompt, from full Target forwards alone, against 20,000 vmapped runs with fixed keys, by chi-square
+(the whole joint and every adjacent pair, Bonferroni). Vocabulary 8, so every outcome is enumerated.
+
+The cases are chosen so that the paths a sampled-only bug would hide in are inside the tested window, and each
+asserts (from the runs' own step statistics) that its path was really taken:
+* chain positions >= 3, the bonus token (every draft accepted, drawn from p_{K+1} through the zero q row) and the
+  step after an all-accepted step: n = K + 2 tokens; the bonus forced (K = 1 with the Target as its own Draft);
+* the vertical cascade's second Draft review (its q rows written at the offset the first review left), every
+  delivered token accepted (the Target as Draft and Tiny: the bonus after k (k_tiny + 1) slots), and the budget
+  variant's second and third reviews;
+* the filtered cascade with the Draft's m-column head and with the full masked head;
+* temperature, top-k and top-p transforms.
+
+Power: the same harness rejects, at p < 1e-6, each deliberately broken verifier of tests/broken_verifiers.py
+(residual = p, bonus from p_K, acceptance ratio inverted, accept-always, q row off by one) swapped in for one
+test, and the samples of a different model.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
 
 from speccascade.runtime.decoding import (
-    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalBudget, VerticalCascade, to_probs,
+    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalBudget, VerticalCascade,
     verify_chain,
 )
 
+from broken_verifiers import broken
+from lossless_harness import chi_square_pvalue, exact_joint, law_pvalue, sample_joint
 from runtime_fixtures import perturbed, toy_transformer
 
-VOCAB, CAPACITY, RUNS, PROMPT = 8, 40, 10_000, [3, 1, 4]
+VOCAB, CAPACITY, PROMPT = 8, 40, [3, 1, 4]
+RUNS, BROKEN_RUNS = 20_000, 5_000
+PASS, REJECT = 1e-3, 1e-6  # a real strategy's p-value must exceed PASS; a broken one's must fall below REJECT
 PLAIN = SamplingConfig(greedy=False)
 SHAPED = SamplingConfig(greedy=False, temperature=0.7, top_k=6, top_p=0.9)
 HOT = SamplingConfig(greedy=False, temperature=1.3, top_p=0.95)
+TOP_K = SamplingConfig(greedy=False, top_k=5)
+MAX_REVIEWS = 4
 
 
 @pytest.fixture(scope="module")
@@ -32,81 +53,112 @@ def trio():
     target = toy_transformer("stat-target", vocab=VOCAB, d_model=16, layers=1, heads=2, max_len=CAPACITY, seed=5,
                              logit_scale=2.0)
     draft = perturbed(target, "stat-draft", noise=0.25, seed=6)
-    tiny = perturbed(draft, "stat-tiny", noise=0.25, seed=7)
+    tiny = perturbed(draft, "stat-tiny", noise=0.6, seed=7)  # accepted often enough, rejected often enough
     return tiny, draft, target
 
 
-def exact_first_two(target, config: SamplingConfig) -> np.ndarray:
-    """Exact joint probability of the first two tokens after PROMPT, float64[V, V]."""
-    forward = jax.jit(target.forward)
-    prompt = jnp.asarray([PROMPT], jnp.int32)
-    logits, _ = forward(target.params, target.init_cache(1, CAPACITY), prompt)
-    first = np.asarray(to_probs(logits[0, -1], config), np.float64)
-    extended = jnp.concatenate([jnp.tile(prompt, (VOCAB, 1)), jnp.arange(VOCAB)[:, None]], axis=1)
-    logits, _ = forward(target.params, target.init_cache(VOCAB, CAPACITY), extended)
-    second = np.asarray(to_probs(logits[:, -1], config), np.float64)
-    return first[:, None] * second
+def observe(state: dict) -> jax.Array:
+    """Per step: [1, every draft the Target saw accepted (the bonus path), Draft reviews == 1 .. MAX_REVIEWS]."""
+    outer = state["stats"]["pairs"]["draft->target"]
+    rounds = state.get("rounds", jnp.zeros((), jnp.int32))
+    reviews = jnp.arange(1, MAX_REVIEWS + 1) == rounds
+    return jnp.concatenate([jnp.ones((1,), jnp.int32), (outer["accepted"] == outer["proposed"])[None],
+                            reviews]).astype(jnp.int32)
 
 
-def sample_first_two(strategy, seed: int = 0) -> np.ndarray:
-    """Counts of the first two emitted tokens over RUNS independent runs, int[V, V]."""
-    decoder = Decoder(strategy, CAPACITY, donate=False)
-    state = decoder.start(PROMPT, seed=0)
-
-    def run(params, key):
-        current = {**state, "key": key}
-        current = decoder.step_fn(params, current)
-        current = decoder.step_fn(params, current)  # every step emits >= 1 token
-        return jax.lax.dynamic_slice_in_dim(current["seq"], len(PROMPT), 2)
-
-    keys = jax.random.split(jax.random.key(seed), RUNS)
-    pairs = np.asarray(jax.jit(jax.vmap(run, in_axes=(None, 0)))(strategy.params, keys))
-    counts = np.zeros((VOCAB, VOCAB), np.int64)
-    np.add.at(counts, (pairs[:, 0], pairs[:, 1]), 1)
-    return counts
-
-
-def chi_square_pvalue(counts: np.ndarray, exact: np.ndarray) -> float:
-    observed, expected = counts.ravel(), exact.ravel() * counts.sum()
-    small = expected < 5
-    assert observed[expected == 0].sum() == 0, "a token with zero target probability was emitted"
-    observed = np.append(observed[~small], observed[small].sum())
-    expected = np.append(expected[~small], expected[small].sum())
-    keep = expected > 0
-    expected = expected[keep] * observed[keep].sum() / expected[keep].sum()  # float32 probabilities sum to 1 +- 1e-7
-    return float(stats.chisquare(observed[keep], expected).pvalue)
+@dataclass(frozen=True)
+class Case:
+    build: Callable  # (tiny, draft, target, config) -> strategy
+    config: SamplingConfig
+    n: int  # tokens in the tested window: K + 2 (capped at 6: 8^6 outcomes)
+    bonus_share: float = 0.0  # at least this share of steps must take the bonus path (every draft accepted)
+    reviews: tuple[int, ...] = ()  # Draft review counts that must occur in some steps
+    models: str = "trio"  # "self": the Target is also the Draft and the Tiny
 
 
 CASES = {
-    "speculative": lambda tiny, draft, target, config: Speculative(draft, target, k=3, sampling=config),
-    "vertical": lambda tiny, draft, target, config: VerticalCascade(tiny, draft, target, 2, 2, sampling=config),
-    "vertical-budget": lambda tiny, draft, target, config: VerticalBudget(tiny, draft, target, 3, 2, sampling=config),
-    "filtered": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, filter_width=3,
-                                                                     sampling=config),
-    "filtered-masked": lambda tiny, draft, target, config: FilteredCascade(tiny, draft, target, k=3, filter_width=3,
-                                                                            sampling=config, draft_columns=False),
+    # K = 3: positions 1..3 drafted, the bonus at 4, then the next step's first token (drafter after a full accept)
+    "speculative": Case(lambda t, d, T, c: Speculative(d, T, k=3, sampling=c), PLAIN, 5, bonus_share=0.1),
+    # K = 1 and the Target as its own Draft: every draft is accepted, every step ends with a bonus token
+    "speculative-bonus": Case(lambda t, d, T, c: Speculative(T, T, k=1, sampling=c), SHAPED, 3, bonus_share=0.99,
+                              models="self"),
+    # k = 2 fixed reviews of 2 Tiny drafts: the second review's tokens and q rows, 2..6 tokens verified per step
+    "vertical": Case(lambda t, d, T, c: VerticalCascade(t, d, T, k=2, k_tiny=2, sampling=c), SHAPED, 6,
+                     bonus_share=0.05, reviews=(2,)),
+    # the Target as Draft and Tiny: all k (k_tiny + 1) = 4 delivered tokens accepted, the bonus the 5th, every step
+    "vertical-bonus": Case(lambda t, d, T, c: VerticalCascade(T, T, T, k=2, k_tiny=1, sampling=c), HOT, 6,
+                           bonus_share=0.99, reviews=(2,), models="self"),
+    # reviews until 3 tokens are delivered (1 or 2 per review): two or three reviews per step
+    "vertical-budget": Case(lambda t, d, T, c: VerticalBudget(t, d, T, k=3, k_tiny=1, sampling=c), TOP_K, 5,
+                            bonus_share=0.05, reviews=(2, 3)),
+    "filtered": Case(lambda t, d, T, c: FilteredCascade(t, d, T, k=3, filter_width=3, sampling=c), HOT, 5,
+                     bonus_share=0.05),
+    "filtered-masked": Case(lambda t, d, T, c: FilteredCascade(t, d, T, k=3, filter_width=3, sampling=c,
+                                                               draft_columns=False), SHAPED, 5, bonus_share=0.05),
 }
 
-
-@pytest.mark.parametrize("name,config", [("speculative", PLAIN), ("vertical", SHAPED), ("vertical-budget", SHAPED), ("filtered", HOT),
-                                         ("filtered-masked", SHAPED)])
-def test_sampled_strategy_follows_the_target_distribution(trio, name, config):
-    strategy = CASES[name](*trio, config)
-    pvalue = chi_square_pvalue(sample_first_two(strategy), exact_first_two(trio[2], config))
-    assert pvalue > 1e-3, (name, config.describe(), pvalue)
+_EXACT: dict = {}
 
 
-def test_the_chi_square_test_rejects_a_different_distribution(trio):
+def exact_law(target, case: Case) -> np.ndarray:
+    key = (case.n, case.config)
+    if key not in _EXACT:
+        _EXACT[key] = exact_joint(target, PROMPT, case.n, case.config)
+    return _EXACT[key]
+
+
+def run_case(trio, name: str, runs: int = RUNS):
+    case = CASES[name]
     tiny, draft, target = trio
-    exact = exact_first_two(target, PLAIN)
-    draft_exact = exact_first_two(draft, PLAIN)
-    assert 0.5 * np.abs(exact - draft_exact).sum() > 0.05  # the draft really differs
-    pvalue = chi_square_pvalue(sample_first_two(Autoregressive(draft, PLAIN)), exact)
-    assert pvalue < 1e-6
+    strategy = case.build(tiny, draft, target, case.config)
+    samples, seen = sample_joint(Decoder(strategy, CAPACITY, donate=False), PROMPT, case.n, runs, observe=observe)
+    return law_pvalue(samples, exact_law(target, case), VOCAB), seen
 
 
-def test_verify_chain_output_distribution_is_exact():
-    """One draft position, V = 5: P(emitted token) must equal p_1 whatever q_1 is (enumerated over many keys)."""
+@pytest.mark.parametrize("name", list(CASES))
+def test_sampled_strategy_follows_the_target_law(trio, name):
+    case = CASES[name]
+    result, seen = run_case(trio, name)
+    assert result.pvalue > PASS, (name, case.config.describe(), str(result))
+    steps, bonus, reviews = seen[0], seen[1], seen[2:]
+    assert bonus >= case.bonus_share * steps, f"{name}: the bonus path ran in {bonus} of {steps} steps"
+    for count in case.reviews:
+        assert reviews[count - 1] > 0.01 * steps, f"{name}: no step ran {count} reviews ({reviews})"
+
+
+# (mistake, case, where the broken verifier goes: "target" = the final verification, "draft" = the Draft reviews)
+BROKEN = [
+    ("residual-is-p", "speculative", ("target",)),
+    ("bonus-from-p_K", "speculative-bonus", ("target",)),
+    ("bonus-from-p_K", "vertical-bonus", ("target",)),
+    ("ratio-inverted", "speculative", ("target",)),
+    ("accept-always", "speculative", ("target",)),
+    ("q-row-off-by-one", "speculative", ("target",)),
+    ("residual-is-p", "vertical-budget", ("draft",)),
+]
+
+
+@pytest.mark.parametrize("mistake,name,where", BROKEN, ids=[f"{m}-{n}-{'+'.join(w)}" for m, n, w in BROKEN])
+def test_the_harness_rejects_a_broken_verifier(trio, monkeypatch, mistake, name, where):
+    """POWER: each deliberately broken verifier (tests/broken_verifiers.py, NOT LOSSLESS) fails at p < 1e-6."""
+    with broken(monkeypatch, mistake, where):
+        result, _ = run_case(trio, name, BROKEN_RUNS)
+    assert result.pvalue < REJECT, (mistake, name, str(result))
+
+
+def test_the_harness_rejects_a_different_model(trio):
+    tiny, draft, target = trio
+    exact, other = exact_joint(target, PROMPT, 3, PLAIN), exact_joint(draft, PROMPT, 3, PLAIN)
+    assert 0.5 * np.abs(exact - other).sum() > 0.05  # the draft really differs
+    samples, _ = sample_joint(Decoder(Autoregressive(draft, PLAIN), CAPACITY, donate=False), PROMPT, 3, BROKEN_RUNS)
+    assert law_pvalue(samples, exact, VOCAB).pvalue < REJECT
+    samples, _ = sample_joint(Decoder(Autoregressive(target, PLAIN), CAPACITY, donate=False), PROMPT, 3, BROKEN_RUNS)
+    assert law_pvalue(samples, exact, VOCAB).pvalue > PASS
+
+
+def test_verify_chain_output_distribution_is_exact_and_the_bonus_is_from_the_next_position():
+    """One draft position, V = 5: the emitted token follows p_1 whatever q_1 is, and when the draft is accepted the
+    bonus token follows p_2, independent of the draft (enumerated over many keys)."""
     p = jnp.asarray([[0.5, 0.2, 0.2, 0.1, 0.0], [0.1, 0.1, 0.1, 0.1, 0.6]])
     q = jnp.asarray([[0.1, 0.6, 0.1, 0.1, 0.1]])
     runs = 40_000
@@ -115,10 +167,14 @@ def test_verify_chain_output_distribution_is_exact():
         draw_key, verify_key = jax.random.split(key)
         draft = jax.random.categorical(draw_key, jnp.log(q[0]))[None].astype(jnp.int32)
         verdict = verify_chain(verify_key, draft, q, jnp.log(p), PLAIN)
-        return jnp.where(verdict.accepted == 1, draft[0], verdict.token)
+        return jnp.where(verdict.accepted == 1, draft[0], verdict.token), verdict.accepted, verdict.token
 
-    emitted = np.asarray(jax.jit(jax.vmap(once))(jax.random.split(jax.random.key(1), runs)))
-    counts = np.bincount(emitted, minlength=5)
-    assert counts[4] == 0
-    expected = np.asarray(p[0, :4], np.float64)
-    assert stats.chisquare(counts[:4], expected / expected.sum() * runs).pvalue > 1e-3
+    emitted, accepted, token = map(np.asarray, jax.jit(jax.vmap(once))(jax.random.split(jax.random.key(1), runs)))
+    p1, p2 = (np.asarray(row, np.float64) / np.asarray(row, np.float64).sum() for row in p)
+    assert chi_square_pvalue(np.bincount(emitted, minlength=5), p1) > PASS  # (an emitted token 4 gives p = 0)
+    bonus = token[accepted == 1]
+    assert 0.4 * runs < bonus.size  # P(accept) = sum min(p_1, q_1) = 0.5
+    assert chi_square_pvalue(np.bincount(bonus, minlength=5), p2) > PASS
+    for first in range(4):  # independent of the accepted draft token (each accepted >= 4,000 times)
+        given = token[(accepted == 1) & (emitted == first)]
+        assert given.size > 2000 and chi_square_pvalue(np.bincount(given, minlength=5), p2) > PASS

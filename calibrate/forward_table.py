@@ -1,7 +1,7 @@
 """Measured-table mode: predict a forward of a model from the recorded forwards of the same model.
 
 For the models a trace measured, a table beats any fitted formula on accuracy (it is the measurement). Per model
-(role, profile name, weight dtype) the table holds ms for each measured token count T at each measured context S
+(role, profile name, weight dtype, parameter count) the table holds ms for each measured token count T at each measured context S
 (duplicates across traces: their median). A forward over T tokens at context S is
 
 * T measured: linear interpolation over S between the measured contexts (``np.interp``; outside the measured range

@@ -50,12 +50,13 @@ class ForwardPoint:
 
     @property
     def model_key(self) -> str:
-        """Which model this is, across traces: role, profile name and weight dtype."""
         return model_key(self.role, self.model)
 
 
 def model_key(role: str, model: ModelProfile) -> str:
-    return f"{role}:{model.name}:{model.dtype}"
+    """Which model a forward is of, across traces: role, profile name, weight dtype and parameter count (two
+    checkpoints of one family share a name: the quick trio's Target and the default trio's)."""
+    return f"{role}:{model.name}:{model.dtype}:{model.params_total:.0f}"
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def report(calibration: Calibration, where: Locations | None = None, acceptance:
         "name": calibration.name, "mode": calibration.mode, "date_utc": calibration.date_utc,
         "chip": calibration.device.chip.name,
         "profile": str(where.profile) if where else None,
+        "hardware": _hardware_argument(calibration.name, where),
         "traces": [source.model_dump() for source in calibration.sources],
         "forward_fit": {
             "predicted_by": "fit: the cost model with the fitted corrections (what predict --hardware applies)",
@@ -124,6 +125,13 @@ def report(calibration: Calibration, where: Locations | None = None, acceptance:
     }
 
 
+def _hardware_argument(name: str, where: Locations | None) -> str | None:
+    """What ``--hardware`` takes to use this profile: its name when kept under the home, else its path."""
+    if where is None:
+        return None
+    return name if where.profile == user_home() / "chips" / f"{name}.toml" else str(where.profile)
+
+
 def fit_and_write_acceptance(calibration: Calibration, path: Path) -> dict[str, Any]:
     """Fit acceptance per drafter->verifier pair with ``speccascade.calibrate.acceptance`` and write it to ``path``;
     returns {"file", "lines"} or, when that module is absent or the traces hold no steps to fit, {"file": None,
@@ -147,7 +155,7 @@ def write_calibration(calibration: Calibration, where: Locations, acceptance: bo
     header = (f"Chip profile '{calibration.name}' written by `speccascade calibrate` on {calibration.date_utc}.\n"
               f"Peaks are the input profile's ('{calibration.device.chip.name}'); [corrections] were fitted to "
               f"{calibration.fit.residuals.points} forward records.\n"
-              f"Use: speccascade predict --hardware {where.profile}")
+              f"Use: speccascade predict --hardware {_hardware_argument(calibration.name, where)}")
     write_profile(calibration.profile, where.profile, header)
     where.directory.mkdir(parents=True, exist_ok=True)
     accepted = fit_and_write_acceptance(calibration, where.acceptance) if acceptance else None

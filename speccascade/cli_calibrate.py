@@ -113,7 +113,7 @@ def print_report(document: dict[str, Any], console: Console) -> None:
         else:
             console.print(escape(acceptance["message"]))
     console.print(f"wrote {escape(document['profile'])} (use: speccascade predict --hardware "
-                  f"{escape(document['profile'])})")
+                  f"{escape(document['hardware'])})")
 
 
 def register(app: typer.Typer) -> None:

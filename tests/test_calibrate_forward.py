@@ -272,6 +272,9 @@ def test_stored_under_home_listed_and_found_by_name(capsys, tmp_path, home):
     code, out, _ = run(capsys, "hardware", "list", "--json")
     listed = {chip["name"]: chip for chip in json.loads(out)["chips"]}
     assert listed["mybox-cal"]["calibrated"] is True
+    from speccascade.calibrate.output import stored_calibrations
+
+    assert [entry["name"] for entry in stored_calibrations()] == ["mybox-cal"]
     code, _, err = run(capsys, "calibrate", str(trace), "--name", "mybox-cal", "--no-acceptance")
     assert code == 0, err  # recalibrating a calibration replaces it
 

@@ -60,7 +60,7 @@ class _Run:
     models: tuple[tuple[str, str | None], ...]
     sampling: str | None
     repeat: int
-    context: int
+    prompt: tuple  # which prompt the run decoded: ("prompt", index) from the header, else ("context", first context)
     knobs: tuple
     steps: list[list[str]] = field(default_factory=list)
     ids: list[tuple] = field(default_factory=list)  # (strategy, knobs, mode, repeat, step) of each step
@@ -195,7 +195,7 @@ def _collect(traces: list[Trace], skips: _Skips) -> list[_Run]:
                 if run is None or step.step != run.last_step + 1:
                     models = ((pair.drafter, names.get(pair.drafter)), (pair.verifier, names.get(pair.verifier)))
                     run = _Run(index, step.strategy, pair.name, pair.parameter, models, sampling, step.repeat,
-                               step.context, knobs)
+                               _prompt(trace, step), knobs)
                     open_runs[key] = run
                     runs.append(run)
                 run.steps.append(rounds)
@@ -204,15 +204,26 @@ def _collect(traces: list[Trace], skips: _Skips) -> list[_Run]:
     return _without_replays(traces, runs, skips)
 
 
+def _prompt(trace: Trace, step: StepRecord) -> tuple:
+    """The prompt a run decoded, by ``runtime bench``'s convention when the header lists the prompts' lengths
+    (``prompt_tokens``): a fused repeat r decodes prompt r mod n, staged runs the longest; otherwise the step's
+    context (its prompt length) stands in for it."""
+    lengths = trace.header.config.get("prompt_tokens")
+    if isinstance(lengths, list) and lengths and all(isinstance(n, int) for n in lengths):
+        index = lengths.index(max(lengths)) if step.mode == "staged" else step.repeat % len(lengths)
+        return ("prompt", index)
+    return ("context", step.context)
+
+
 def _without_replays(traces: list[Trace], runs: list[_Run], skips: _Skips) -> list[_Run]:
-    """Drop runs that replay an earlier run of the same trace: same strategy, knobs, pair, first context and
-    sequences, under greedy decoding or with the same repeat (the same seed), e.g. a staged repeat of a fused one.
+    """Drop runs that replay an earlier run of the same trace: same strategy, knobs, pair, prompt (:func:`_prompt`)
+    and sequences, under greedy decoding or with the same repeat (the same seed), e.g. a staged repeat of a fused one.
     Counting a deterministic replay again would shrink every interval without new evidence."""
     seen: dict[tuple, _Run] = {}
     kept = []
     for run in runs:
         sequences = tuple("|".join(rounds) for rounds in run.steps)
-        base = (run.trace, run.strategy, run.knobs, run.pair, run.context, sequences)
+        base = (run.trace, run.strategy, run.knobs, run.pair, run.prompt, sequences)
         key = base + (None if run.sampling == "greedy" else run.repeat,)
         earlier = seen.get(key)
         if earlier is not None and any(sequences):
@@ -223,6 +234,19 @@ def _without_replays(traces: list[Trace], runs: list[_Run], skips: _Skips) -> li
         seen[key] = run
         kept.append(run)
     return kept
+
+
+def _size(runs: list[_Run]) -> tuple[int, int]:
+    """(steps, judged tokens) of runs."""
+    return (sum(len(run.steps) for run in runs),
+            sum(len(chars) for run in runs for rounds in run.steps for chars in rounds))
+
+
+def _by(runs: list[_Run], key) -> dict[tuple, list[_Run]]:
+    groups: dict[tuple, list[_Run]] = defaultdict(list)
+    for run in runs:
+        groups[key(run)].append(run)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -318,25 +342,35 @@ def fit_acceptance(traces: Sequence[Trace | str | Path], *, bootstrap: int = 100
     skips = _Skips()
     runs = _collect(loaded, skips)
     rng = np.random.default_rng(seed)
-    pairs, parameters, used_steps = [], [], defaultdict(set)
-    for kind, key_of, out in (("pair", _Run.group, pairs), ("parameter", _Run.pooled, parameters)):
-        groups: dict[tuple, list[_Run]] = defaultdict(list)
-        for run in runs:
-            groups[key_of(run)].append(run)
-        for key, members in groups.items():
-            steps = sum(len(run.steps) for run in members)
-            judged = sum(len(chars) for run in members for rounds in run.steps for chars in rounds)
-            if steps < settings.min_steps or judged == 0:
-                for run in members:
-                    skips.add(str(loaded[run.trace].path), run.strategy, run.pair,
-                              f"too few steps to fit {run.parameter} ({kind} group: {steps} steps, {judged} judged "
-                              f"tokens; need {settings.min_steps} steps with judged tokens)",
-                              f"repeat {run.repeat}", len(run.steps))
-                continue
-            out.append(_entry(members, settings, rng, pooled=kind == "parameter"))
-            if kind == "parameter":
-                for run in members:
-                    used_steps[run.trace].update(run.ids)
+    parameters, used_steps = [], defaultdict(set)
+    pooled: dict[tuple, list[_Run]] = defaultdict(list)
+    for run in runs:
+        pooled[run.pooled()].append(run)
+    for members in pooled.values():
+        steps, judged = _size(members)
+        if steps < settings.min_steps or judged == 0:
+            for run in members:
+                skips.add(str(loaded[run.trace].path), run.strategy, run.pair,
+                          f"too few steps to fit {run.parameter} ({steps} steps, {judged} judged tokens over the "
+                          f"pooled strategies; need {settings.min_steps} steps with judged tokens)",
+                          f"repeat {run.repeat}", len(run.steps))
+            continue
+        entry = _entry(members, settings, rng, pooled=True)
+        pairs, small = [], []
+        for group in _by(members, _Run.group).values():  # the per-strategy entries of this pooled one
+            size = _size(group)
+            if size[0] >= settings.min_steps and size[1] > 0:
+                pairs.append(_entry(group, settings, rng, pooled=False))
+            else:
+                small.append(f"{group[0].strategy} ({size[0]} steps)")
+        if small and len(entry.strategies) > 1:
+            entry = entry.model_copy(update={"notes": [*entry.notes, f"no per-strategy entry for {', '.join(small)}"
+                                                       f": fewer than {settings.min_steps} steps; pooled here"]})
+        parameters.append((entry, pairs))
+        for run in members:
+            used_steps[run.trace].update(run.ids)
+    pairs = [pair for _, group in parameters for pair in group]
+    parameters = [entry for entry, _ in parameters]
     if not parameters:
         reasons = "; ".join(sorted({item.reason for item in skips.records()})) or "no step records"
         raise InputError(f"no acceptance could be fitted from {', '.join(str(t.path) for t in loaded)}: {reasons}")

@@ -219,6 +219,16 @@ def test_replayed_runs_are_not_counted_twice(tmp_path):
     assert len(replayed) == 1 and replayed[0].records == 40 and replayed[0].example == "repeat 5 = repeat 0"
     sampled = write_trace(tmp_path / "sampled.jsonl", runs + [replay])  # other seed: real new evidence
     assert fit_acceptance([sampled], bootstrap=200).entry("alpha").steps == 120
+    # runtime bench's header lists the prompts: repeat r decodes prompt r mod n, so equal sequences of two
+    # different prompts (of equal length) are both evidence, while repeat n + r replays repeat r
+    bench = header("greedy").model_copy(update={"config": {"sampling": "greedy", "prompt_tokens": [16, 16]}})
+    other_prompt = [record.model_copy(update={"repeat": 1}) for record in runs[0]]
+    same_prompt = [record.model_copy(update={"repeat": 2}) for record in runs[0]]
+    with TraceWriter(tmp_path / "bench.jsonl", bench) as writer:
+        for record in runs[0] + other_prompt + same_prompt:
+            writer.write(record)
+    fit = fit_acceptance([tmp_path / "bench.jsonl"], bootstrap=200)
+    assert fit.entry("alpha").steps == 80 and [item.example for item in fit.skipped] == ["repeat 2 = repeat 0"]
 
 
 def test_too_few_steps_says_so(tmp_path):
@@ -297,6 +307,12 @@ def test_gamma_total_fills_the_filtered_cascade(capsys, tmp_path):
     code, out, _ = run(capsys, "predict", "--strategy", "filtered", "--c", "0.05", "--c-tiny", "0.01", "--alpha",
                        "0.9", "--acceptance", str(path), "--json")
     assert code == 0 and json.loads(out)["expected_tokens_per_step"] == pytest.approx((1 - gamma**5) / (1 - gamma))
+    code, out, err = run(capsys, "optimize", "--acceptance", str(path), "--alpha", "0.9", "--c", "0.05", "--c-tiny",
+                         "0.01", "--strategies", "filtered", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert any(f"gamma_total / alpha = {gamma / 0.9:.4f}" in note for note in result["acceptance"])
+    assert result["best"]["acceptance"] == pytest.approx(gamma)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from speccascade import strategies as registry
 from speccascade.acceptance_file import AcceptanceFile, fill_config, load_acceptance
 from speccascade.errors import InputError
+from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH, MAX_K, MAX_TREE_NODES
 from speccascade.strategies import StrategyNameOrAuto
 from speccascade.readers import read_json, read_toml, validation_message
 
@@ -26,7 +27,7 @@ Probability = Field(default=None, ge=0.0, le=1.0)
 class HeadsAccuracy(BaseModel):
     """Per-head top-k accuracies: ``heads[h][r]`` for head h+1 and rank r (cumulative top-(r+1) when cumulative)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     cumulative: bool
     heads: list[list[float]] = Field(min_length=1)
@@ -48,40 +49,58 @@ class HeadsAccuracy(BaseModel):
         return accuracy
 
 
-class PredictConfig(BaseModel):
-    """Everything ``speccascade predict`` takes. Unknown fields are an error (a typo must not be ignored)."""
+_NUMBER_FIELDS = ("chips", "k", "k_tiny", "k_draft", "filter_width", "batch", "context", "tree_nodes", "alpha",
+                  "alpha_tiny", "gamma_tiny", "gamma_draft_given_tiny", "gamma_target_given_draft", "gamma_total", "c",
+                  "c_tiny", "verify_cost")
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class PredictConfig(BaseModel):
+    """Everything ``speccascade predict`` takes. Unknown fields are an error (a typo must not be ignored); numbers
+    must be finite, integers must not be booleans (``k = true`` in a TOML is refused), and physical quantities stay
+    within :mod:`speccascade.limits`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     strategy: StrategyNameOrAuto = "auto"
     hardware: str | None = None
-    chips: int = Field(default=1, ge=1)
+    chips: int = Field(default=1, ge=1, le=MAX_CHIPS)
     target: str | None = None
     draft: str | None = None
     tiny: str | None = None
-    k: int = Field(default=4, ge=1, le=256)
+    k: int = Field(default=4, ge=1, le=MAX_K)
     k_tiny: int = Field(default=3, ge=1, le=64)
     alpha: float | None = Probability
     alpha_tiny: float | None = Probability
     alphas: list[float] | None = None                      # horizontal: acceptance per draft position
-    k_draft: int | None = Field(default=None, ge=0)        # horizontal: positions the Draft drafts
-    filter_width: int = Field(default=64, ge=1)            # filtered: Tiny's top-m
+    k_draft: int | None = Field(default=None, ge=0, le=MAX_K)  # horizontal: positions the Draft drafts
+    filter_width: int = Field(default=64, ge=1, le=MAX_FILTER_WIDTH)  # filtered: Tiny's top-m
     gamma_tiny: float = Field(default=0.95, ge=0.0, le=1.0)                 # seed eq. 6 gamma_0
     gamma_draft_given_tiny: float = Field(default=0.85, ge=0.0, le=1.0)     # gamma_1|0
     gamma_target_given_draft: float | None = Probability                   # gamma_2|1 (default: alpha)
     gamma_total: float | None = Probability  # filtered: measured gamma_0 gamma_1|0 gamma_2|1 (replaces the product)
     c: float | None = Field(default=None, ge=0.0)          # abstract: draft / target cost per forward
     c_tiny: float | None = Field(default=None, ge=0.0)     # abstract: tiny / target cost per forward
-    batch: int = Field(default=1, ge=1)
-    context: int = Field(default=1024, ge=0)
+    batch: int = Field(default=1, ge=1, le=MAX_BATCH)
+    context: int = Field(default=1024, ge=0, le=MAX_CONTEXT)
     combine: Literal["max", "sum"] = "max"
     heads_accuracy: HeadsAccuracy | None = None
-    tree_nodes: int = Field(default=63, ge=0)
+    tree_nodes: int = Field(default=63, ge=0, le=MAX_TREE_NODES)
     verify_cost: float | None = Field(default=None, gt=0.0)  # heads: tree verification / one decode step
     onchip_weights: bool = True  # allow weights in on-chip memory (VMEM, L2) when they fit (the seed's eq. 4)
     # measured acceptance (speccascade.acceptance_file): fills alpha, alpha_tiny and gamma_total where no setting
     # of them is given; not dumped (the filled values are)
     acceptance: AcceptanceFile | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data):
+        if isinstance(data, dict):
+            for name in _NUMBER_FIELDS:
+                if isinstance(data.get(name), bool):
+                    raise ValueError(f"{name} must be a number, got {str(data[name]).lower()}")
+            if isinstance(data.get("alphas"), list) and any(isinstance(value, bool) for value in data["alphas"]):
+                raise ValueError("alphas must be numbers, not booleans")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +116,9 @@ class PredictConfig(BaseModel):
             raise ValueError("every value of alphas must lie in [0, 1]")
         if self.hardware is not None and self.target is None:
             raise ValueError("hardware mode needs a target model (--target)")
+        if self.hardware is not None and (self.c is not None or self.c_tiny is not None):
+            raise ValueError("--c/--c-tiny are the abstract mode's cost ratios; with --hardware the costs come from "
+                             "the profiles: give one or the other")
         roles = registry.get(self.strategy).roles if self.strategy != "auto" else ()
         if self.hardware is None and self.c is None and "heads" not in roles and self.heads_accuracy is None:
             if self.target is not None or self.draft is not None:

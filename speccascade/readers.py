@@ -44,13 +44,16 @@ def limit_for(kind: str) -> int:
 def validation_message(error: ValidationError) -> str:
     """One line naming the first problem of a pydantic error (field path and message)."""
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:  # a model-level check: its message says what is wrong
+        return message
+    where = ".".join(str(part) for part in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"unknown field '{where}'"
     if kind == "missing":
         return f"missing field '{where}'"
-    return f"field '{where}': {first['msg']}"
+    return f"field '{where}': {message}"
 
 
 def regular_file(path: str | Path, kind: str = "text") -> tuple[Path, int]:

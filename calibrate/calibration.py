@@ -141,15 +141,30 @@ def calibrate_traces(paths: Sequence[str | Path], *, chip: ChipProfile | None = 
     sources = tuple(trace_source(trace) for trace in device.traces)
     date = _today()
     name = name or f"{device.chip.name}-calibrated"
-    profile = calibrated_profile(device.chip, fit, name, sources, date, len(unused_forwards), mode)
+    profile = calibrated_profile(device.chip, fit, name, sources, date, len(unused_forwards), mode,
+                                 step_overheads(overheads))
     measured = np.array([point.ms for point in points])
     uncalibrated = residual_summary(predict_ms(device.chip, points) / measured - 1.0)
     return Calibration(name, mode, date, device, fit, table, table_residuals, tuple(overheads), used, unused,
                        sources, profile, uncalibrated, device.notes)
 
 
+def step_overheads(overheads: Sequence[StepOverhead]) -> dict[str, float]:
+    """Host seconds per step by strategy: the step-weighted mean over its knob settings (at least 0), and ``"*"``
+    the mean over all strategies, for a strategy the traces did not run."""
+    by_strategy: dict[str, list[tuple[int, float]]] = {}
+    for overhead in overheads:
+        by_strategy.setdefault(overhead.strategy, []).append((overhead.steps, overhead.overhead_ms))
+    out = {name: max(0.0, sum(n * ms for n, ms in items) / sum(n for n, _ in items)) / 1e3
+           for name, items in by_strategy.items() if sum(n for n, _ in items)}
+    if out:
+        out["*"] = sum(out.values()) / len(out)
+    return out
+
+
 def calibrated_profile(base: ChipProfile, fit: ForwardFit, name: str, sources: Sequence[TraceSource], date: str,
-                       points_unused: int, mode: Mode = "fit") -> ChipProfile:
+                       points_unused: int, mode: Mode = "fit", step_overhead_s: dict[str, float] | None = None
+                       ) -> ChipProfile:
     """``base`` renamed, its peaks untouched, ``[corrections]`` = the fit with calibrated = true and provenance."""
     residuals = fit.residuals
     files = ", ".join(Path(source.path).name for source in sources)
@@ -162,7 +177,8 @@ def calibrated_profile(base: ChipProfile, fit: ForwardFit, name: str, sources: S
         traces=list(sources), points_used=residuals.points, points_unused=points_unused, residuals=residuals,
         parameters=dict(fit.parameters), combine=fit.combine, notes=list(fit.notes))
     corrections = fit.corrections.model_copy(update={"calibrated": True, "source": source,
-                                                     "provenance": provenance})
+                                                     "provenance": provenance,
+                                                     "step_overhead_s": dict(step_overhead_s or {})})
     data = base.model_dump()
     data.update(name=name, corrections=corrections.model_dump(),
                 notes=[*base.notes, f"calibrated from {files} on {date} (peaks are the input profile's, "

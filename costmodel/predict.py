@@ -116,6 +116,9 @@ def evaluate(strategy: str, config: PredictConfig, timings: StageTimings | None 
     per_review, fixed = charge(shape.per_review), charge(shape.fixed)
     review_ms = sum((np.asarray(f.count, dtype=float) * ms for f, ms in per_review), np.zeros(()))
     fixed_ms = sum((np.asarray(f.count, dtype=float) * ms for f, ms in fixed), np.zeros(()))
+    # host time per step beyond the forwards (a calibrated chip's step_overhead_s; 0 on datasheet profiles)
+    host_ms = 0.0 if timings.abstract else 1e3 * timings.chip.step_overhead_s(strategy)
+    fixed_ms = fixed_ms + host_ms
     step = np.asarray(reviews, dtype=float) * review_ms + fixed_ms
     charged = [(registry.Forwards(f.role, f.count * reviews, f.tokens, f.columns, f.label), ms)
                for f, ms in per_review] + fixed
@@ -132,7 +135,7 @@ def evaluate(strategy: str, config: PredictConfig, timings: StageTimings | None 
     return {"expected_tokens": np.asarray(expected, float), "step_ms": step, "ms_per_token": ms_per_token,
             "speedup": t_target_1 / ms_per_token, "baseline_ms": t_target_1,
             "bound_ms": timings.bound_ms(max_tokens), "verify_tokens": verify, "max_tokens": max_tokens,
-            "forwards": charged, "reviews": reviews, "review_ms": review_ms, "fixed_ms": fixed_ms,
+            "forwards": charged, "reviews": reviews, "review_ms": review_ms, "fixed_ms": fixed_ms, "host_ms": host_ms,
             "values": values, "tree": tree}
 
 
@@ -155,6 +158,10 @@ def _stages(config: PredictConfig, timings: StageTimings, result: dict) -> list[
         stages.append(StageTime(name=label, model=names[forwards.role], ms=_scalar(ms) * count, forwards=count,
                                 tokens_per_forward=_scalar(forwards.tokens),
                                 level=timings.level(forwards.role) if not timings.abstract else "-"))
+    host_ms = _scalar(result.get("host_ms", 0.0))
+    if host_ms > 0:  # the calibrated host time of a step (sampling, verification, loop, statistics transfer)
+        stages.append(StageTime(name="host overhead", model="host", ms=host_ms, forwards=1, tokens_per_forward=0,
+                                level="-"))
     return stages
 
 

@@ -123,6 +123,11 @@ class Corrections(_Frozen):
     * ``context_slope``: extra seconds per cached position, in multiples of its datasheet KV read time:
       context_s = context_slope B S kv / (P BW_kv) (attention work growing with the context beyond the KV read).
 
+    * ``step_overhead_s[strategy]``: host seconds per decoding step beyond its forwards (sampling, verification,
+      buffer updates, the loop and the statistics transfer), per registry strategy name, ``"*"`` for any other;
+      added once per target step by ``costmodel/predict.py`` (measured by ``calibrate/overhead.py`` as the fused
+      step's time minus its forwards).
+
     ``provenance`` records a calibration's traces, points, residuals and parameter uncertainties.
     """
 
@@ -132,6 +137,7 @@ class Corrections(_Frozen):
     overhead_s: float = Field(default=0.0, ge=0)
     token_slope: float = Field(default=0.0, ge=0)
     context_slope: float = Field(default=0.0, ge=0)
+    step_overhead_s: dict[str, float] = Field(default_factory=dict)
     calibrated: bool = False
     source: str = "uncalibrated: datasheet peaks, no per-forward overhead"
     provenance: CalibrationProvenance | None = None
@@ -141,6 +147,9 @@ class Corrections(_Frozen):
         for level, fraction in self.bandwidth_fraction.items():
             if not 0 < fraction <= 1:
                 raise ValueError(f"bandwidth_fraction[{level}] = {fraction} is outside (0, 1]")
+        for strategy, seconds in self.step_overhead_s.items():
+            if not (seconds >= 0 and seconds < 3600):
+                raise ValueError(f"step_overhead_s[{strategy}] = {seconds} is outside [0, 3600) seconds")
         for dtype, efficiency in self.compute_efficiency_by_dtype.items():
             if dtype not in DTYPES:
                 raise ValueError(f"unknown dtype '{dtype}' in compute_efficiency_by_dtype")
@@ -204,3 +213,8 @@ class ChipProfile(_Frozen):
 
     def bandwidth_fraction(self, level_name: str) -> float:
         return self.corrections.bandwidth_fraction.get(level_name, 1.0)
+
+    def step_overhead_s(self, strategy: str) -> float:
+        """Host seconds per decoding step of ``strategy`` (its calibrated entry, else ``"*"``, else 0)."""
+        overheads = self.corrections.step_overhead_s
+        return overheads.get(strategy, overheads.get("*", 0.0))

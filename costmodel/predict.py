@@ -71,12 +71,15 @@ def verify_tokens_for(strategy: str, config: PredictConfig) -> int:
     return int(registry.get(strategy).step_shape(knobs_of(strategy, config)).verify_tokens())
 
 
-def timings_for(config: PredictConfig, strategy: str | None = None, *, chip: ChipProfile | None = None) -> StageTimings:
-    """The stage timings ``strategy`` needs for ``config`` (verify length and Medusa heads placed)."""
+def timings_for(config: PredictConfig, strategy: str | None = None, *, chip: ChipProfile | None = None,
+                models: dict | None = None) -> StageTimings:
+    """The stage timings ``strategy`` needs for ``config`` (verify length and Medusa heads placed); ``chip`` and
+    ``models`` (role -> ModelProfile) replace the named profiles."""
     strategy = registry.canonical(strategy or config.resolved_strategy())
     roles = registry.get(strategy).roles
     heads = len(config.heads_accuracy.heads) if "heads" in roles and config.heads_accuracy and not config.verify_cost else 0
-    return stage_timings(config, verify_tokens=verify_tokens_for(strategy, config), chip=chip, heads=heads)
+    return stage_timings(config, verify_tokens=verify_tokens_for(strategy, config), chip=chip, heads=heads,
+                         models=models)
 
 
 def _forward_ms(forwards: registry.Forwards, spec: registry.StrategySpec, knobs: dict[str, Any], inputs: Inputs,
@@ -191,11 +194,12 @@ def _warnings(strategy: str, config: PredictConfig, timings: StageTimings, resul
 
 
 def predict(config: PredictConfig, strategy: str | None = None, *, alternatives: bool = True,
-            chip: ChipProfile | None = None) -> Prediction:
-    """One strategy's prediction with its breakdown (``strategy`` defaults to ``config.resolved_strategy()``)."""
+            chip: ChipProfile | None = None, models: dict | None = None) -> Prediction:
+    """One strategy's prediction with its breakdown (``strategy`` defaults to ``config.resolved_strategy()``;
+    ``chip`` and ``models`` replace the named profiles)."""
     strategy = registry.canonical(strategy or config.resolved_strategy())
     get_form(strategy)  # one line for a strategy the cost model does not implement
-    timings = timings_for(config, strategy, chip=chip)
+    timings = timings_for(config, strategy, chip=chip, models=models)
     result = evaluate(strategy, config, timings)
     ms_per_token = _scalar(result["ms_per_token"])
     placement = timings.placement
@@ -220,7 +224,8 @@ def predict(config: PredictConfig, strategy: str | None = None, *, alternatives:
         prediction.alternatives = [
             {"strategy": other.strategy, "ms_per_token": other.ms_per_token, "speedup": other.speedup,
              "expected_tokens_per_step": other.expected_tokens_per_step}
-            for other in (predict(config, name, alternatives=False, chip=chip) for name in baselines(strategy, config))]
+            for other in (predict(config, name, alternatives=False, chip=chip, models=models)
+                          for name in baselines(strategy, config))]
     return prediction
 
 

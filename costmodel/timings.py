@@ -91,14 +91,17 @@ class StageTimings:
 
 
 def stage_timings(config: PredictConfig, *, verify_tokens: int = 1, chip: ChipProfile | None = None,
-                  heads: int = 0) -> StageTimings:
+                  heads: int = 0, models: dict[str, ModelProfile] | None = None) -> StageTimings:
     """Load profiles, place the models, and return the per-stage timing functions for ``config`` (``chip``
-    replaces the named profile, e.g. a calibrated or what-if variant)."""
+    replaces the named profile, e.g. a calibrated or what-if variant; ``models`` gives a role's profile object
+    instead of loading its name, e.g. the profiles a runtime trace carries)."""
     if config.abstract:
         return StageTimings(config)
     chip = chip or load_chip(config.hardware)
     roles = {"target": config.target, "draft": config.draft, "tiny": config.tiny}
-    models = {role: load_model(name) for role, name in roles.items() if name is not None}
+    given = models or {}
+    models = {role: given[role] if role in given else load_model(name) for role, name in roles.items()
+              if name is not None}
     if heads:
         models["heads"] = heads_profile(models["target"], heads)
     tensor_parallel = {role: (config.chips if role in ("target", "heads") else 1) for role in models}

@@ -1,8 +1,7 @@
 """``speccascade validate``: compare predictions with measurements (rich table or ``--json``).
 
 Two sources of measurements share the command: ``--reported FILE.json`` (published results, calibrate/reported.py)
-and trace files of runs (``validate TRACE... --fit-on/--holdout``, a later mode: the positional TRACES argument is
-reserved for it). Bad input is one line on stderr and exit code 2 (speccascade.cli.main).
+and trace files of runs (``validate TRACE... --fit-on/--holdout``, :mod:`.cli_validate_traces`). Bad input is one line on stderr and exit code 2 (speccascade.cli.main).
 """
 
 from __future__ import annotations
@@ -31,6 +30,12 @@ def validate_command(
     metric: Optional[str] = typer.Option(None, "--metric", help="Compare this figure for every record: "
                                                                  + " | ".join(METRICS) + " (default: each "
                                                                  "record's own)."),
+    fit_on: str = typer.Option("rest", "--fit-on", help="Trace mode: configurations to fit on, "
+                                                        "NAME[:knob=v...],... or all/rest."),
+    holdout: str = typer.Option("rest", "--holdout", help="Trace mode: configurations to predict (or rest)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Trace mode: write PATH.png and PATH.svg (parity)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Trace mode: write DIR/validate.html."),
+    force: bool = typer.Option(False, "--force", help="Replace existing output files."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Compare predictions with measurements: published results (--reported FILE.json) or measured traces."""
@@ -41,7 +46,9 @@ def validate_command(
     if traces and reported is not None:
         raise InputError("give trace files or --reported FILE.json, not both")
     if traces:
-        validate_traces(traces)
+        from .cli_validate_traces import run_trace_validation
+
+        run_trace_validation(traces, fit_on, holdout, plot, report, force, json_output)
         return
     loaded = load_reported(reported)
     comparisons = compare(loaded, metric)
@@ -50,12 +57,6 @@ def validate_command(
         typer.echo(json.dumps(reported_json(loaded, comparisons, fitted, loo), indent=2))
         return
     render_reported(loaded, comparisons, fitted, loo)
-
-
-def validate_traces(traces: list[Path]) -> None:
-    """The trace mode (fit on some measured configurations, predict the held-out ones): not available yet."""
-    raise InputError("validate TRACE... (fit on measured runs, predict held-out ones) is not available yet; "
-                     "use validate --reported FILE.json")
 
 
 def reported_json(loaded: ReportedSet, comparisons: list[Comparison], fitted: Fit | None = None,

@@ -1,0 +1,265 @@
+"""Validate the cost model on runtime traces: fit on some configurations, predict the others, compare.
+
+A *configuration* is one (strategy, knobs) of the traces' fused steps. Its measured ms/token is the median over its
+repeats of (sum of step ms) / (sum of tokens), its measured speedup the autoregressive configuration's ms/token over
+it. Fitting uses only what is allowed to enter:
+
+- the forward-time corrections from the traces' ``forward`` microbenchmark records (isolated forwards, not a
+  configuration's decoding run; :func:`calibrate.forward_fit.fit_forwards`);
+- the host overhead per step (:mod:`.overhead`) from the *fit-on* configurations' steps only (a strategy without a
+  fit-on configuration takes the mean of the others, the profile's ``"*"``);
+- the acceptance per drafter->verifier pair (MLE accepted / judged, pooled over the fit-on configurations with that
+  pair and parameter) from the fit-on configurations only.
+
+Each held-out configuration is then predicted with ``costmodel.predict`` on the calibrated chip, the header's model
+profiles, its knobs and its mean context; the *uncalibrated* prediction uses the header's chip profile (datasheet
+or probed peaks) with the same acceptance. Errors: absolute percentage error of ms/token per configuration, median
+and max; Kendall tau of the held-out strategies' speedups (scipy.stats.kendalltau), predicted vs measured.
+
+Selectors (``--fit-on`` / ``--holdout``): comma-separated ``NAME[:knob=value...]`` (registry names or aliases; a
+configuration matches when its strategy and the given knobs agree), ``all``, or ``rest`` (everything the other
+selector does not take). ``kfold`` leaves each configuration out in turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from speccascade import strategies as registry
+from speccascade.costmodel.config import PredictConfig
+from speccascade.costmodel.predict import predict
+from speccascade.errors import InputError
+from speccascade.hardware.chip import ChipProfile
+from speccascade.traces import Trace
+
+from .calibration import calibrated_profile, fit_predictor, step_overheads
+from .forward_fit import fit_forwards
+from .overhead import host_overheads
+from .points import forward_points, group_by_device, load_traces, trace_source, weight_levels
+
+AR = registry.AUTOREGRESSIVE.name
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One configuration's fused steps: ms/token per repeat, context, tokens per step, pair counts."""
+
+    strategy: str
+    knobs: tuple[tuple[str, int], ...]
+    ms_per_token: tuple[float, ...]          # per repeat
+    mean_context: float
+    steps: int
+    mean_tokens_per_step: float
+    pairs: dict[str, tuple[int, int]]        # pair -> (accepted, judged)
+
+    @property
+    def label(self) -> str:
+        knobs = ":".join(f"{name}={value}" for name, value in self.knobs)
+        return f"{self.strategy}:{knobs}" if knobs else self.strategy
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.ms_per_token)
+
+    def matches(self, strategy: str, knobs: dict[str, int]) -> bool:
+        own = dict(self.knobs)
+        return strategy == self.strategy and all(own.get(name) == value for name, value in knobs.items())
+
+
+def measure(traces: Sequence[Trace]) -> dict[str, Measured]:
+    """Every configuration of the traces' fused steps, by label."""
+    groups: dict[tuple, dict[int, list]] = {}
+    for trace in traces:
+        for step in trace.steps:
+            if step.mode != "fused":
+                continue
+            key = (step.strategy, tuple(sorted(step.knob_values().items())))
+            groups.setdefault(key, {}).setdefault((str(trace.path), step.repeat), []).append(step)
+    out = {}
+    for (strategy, knobs), repeats in groups.items():
+        steps = [step for run in repeats.values() for step in run]
+        pairs: dict[str, list[int]] = {}
+        for step in steps:
+            for name, pair in step.pairs.items():
+                counts = pairs.setdefault(name, [0, 0])
+                counts[0] += pair.accepted
+                counts[1] += pair.tested
+        per_repeat = tuple(sum(s.step_ms for s in run) / sum(s.tokens_emitted for s in run) for run in repeats.values())
+        measured = Measured(strategy, knobs, per_repeat, float(np.mean([s.context for s in steps])), len(steps),
+                            sum(s.tokens_emitted for s in steps) / len(steps),
+                            {name: (a, j) for name, (a, j) in pairs.items()})
+        out[measured.label] = measured
+    if not out:
+        raise InputError("the traces hold no fused decoding steps to validate")
+    return out
+
+
+def select(measured: dict[str, Measured], selector: str, other: set[str] | None = None) -> set[str]:
+    """Labels a selector takes (see the module docstring)."""
+    text = selector.strip()
+    if text == "all":
+        return set(measured)
+    if text == "rest":
+        if other is None:
+            raise InputError("'rest' needs the other selector to name configurations")
+        return set(measured) - other
+    chosen = set()
+    for entry in (part.strip() for part in text.split(",") if part.strip()):
+        name, knobs = registry.parse_strategy_spec(entry)
+        hits = {label for label, item in measured.items() if item.matches(name, knobs)}
+        if not hits:
+            raise InputError(f"selector {entry!r} matches no configuration of the traces; they hold: "
+                             f"{', '.join(sorted(measured))}")
+        chosen |= hits
+    return chosen
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    strategy: str
+    measured_ms: float
+    predicted_ms: float
+    uncalibrated_ms: float
+    measured_speedup: float | None
+    predicted_speedup: float | None
+    uncalibrated_speedup: float | None
+
+    @property
+    def ape(self) -> float:
+        return abs(self.predicted_ms / self.measured_ms - 1.0)
+
+    @property
+    def uncalibrated_ape(self) -> float:
+        return abs(self.uncalibrated_ms / self.measured_ms - 1.0)
+
+
+@dataclass(frozen=True)
+class Validation:
+    rows: tuple[Row, ...]
+    fit_on: tuple[str, ...]
+    acceptance: dict[str, float]
+    step_overhead_s: dict[str, float]
+    forward_residual_rms: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary(self) -> dict:
+        apes = [row.ape for row in self.rows]
+        raw = [row.uncalibrated_ape for row in self.rows]
+        return {"n_heldout": len(self.rows), "median_ape": float(np.median(apes)), "max_ape": float(np.max(apes)),
+                "kendall_tau": _tau([(r.measured_speedup, r.predicted_speedup) for r in self.rows]),
+                "uncalibrated_median_ape": float(np.median(raw)), "uncalibrated_max_ape": float(np.max(raw)),
+                "uncalibrated_kendall_tau": _tau([(r.measured_speedup, r.uncalibrated_speedup) for r in self.rows]),
+                "strategies": sorted({row.strategy for row in self.rows})}
+
+    def to_json(self) -> dict:
+        return {"summary": self.summary(), "fit_on": list(self.fit_on), "acceptance": self.acceptance,
+                "step_overhead_s": self.step_overhead_s, "forward_residual_rms": self.forward_residual_rms,
+                "rows": [dataclasses.asdict(row) | {"ape": row.ape, "uncalibrated_ape": row.uncalibrated_ape}
+                         for row in self.rows], "notes": list(self.notes)}
+
+
+def _tau(pairs: list[tuple[float | None, float | None]]) -> float | None:
+    values = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if len(values) < 3:
+        return None
+    from scipy.stats import kendalltau
+
+    tau = kendalltau([a for a, _ in values], [b for _, b in values]).statistic
+    return None if tau is None or not np.isfinite(tau) else float(tau)
+
+
+def pooled_acceptance(measured: dict[str, Measured], labels: set[str]) -> dict[str, float]:
+    """Acceptance parameter -> MLE accepted / judged, pooled over ``labels``' configurations (the registry's
+    pair -> parameter map: draft->target is alpha, except the filtered cascade's, which is gamma_total)."""
+    counts: dict[str, list[int]] = {}
+    for label in labels:
+        item = measured[label]
+        spec = registry.get(item.strategy)
+        for pair in spec.pairs:
+            if pair.name in item.pairs:
+                accepted, judged = item.pairs[pair.name]
+                total = counts.setdefault(pair.parameter, [0, 0])
+                total[0] += accepted
+                total[1] += judged
+    return {name: accepted / judged for name, (accepted, judged) in counts.items() if judged}
+
+
+def _config(item: Measured, chip: ChipProfile, models: dict, acceptance: dict[str, float]) -> PredictConfig:
+    spec = registry.get(item.strategy)
+    missing = [pair.parameter for pair in spec.pairs if pair.parameter not in acceptance]
+    if missing:
+        raise InputError(f"{item.label}: no fit-on configuration measured {', '.join(missing)} "
+                         f"(add one with that pair to --fit-on)")
+    fields = {"strategy": item.strategy, "hardware": chip.name, "context": int(round(item.mean_context)),
+              **{role: models[role].name for role in spec.roles if role in models}, **dict(item.knobs)}
+    fields.update({name: acceptance[name] for name in ("alpha", "alpha_tiny", "gamma_total") if name in acceptance
+                   and name in {pair.parameter for pair in spec.pairs}})
+    return PredictConfig(**fields)
+
+
+def _predicted_ms(item: Measured, chip: ChipProfile, models: dict, acceptance: dict[str, float]) -> float:
+    config = _config(item, chip, models, acceptance)
+    return predict(config, alternatives=False, chip=chip, models=models).ms_per_token
+
+
+def validate_traces(paths: Sequence[str | Path], fit_on: str = "rest", holdout: str = "rest") -> Validation:
+    """Fit on ``fit_on``, predict ``holdout`` (selectors; see the module docstring)."""
+    if fit_on.strip() == "rest" and holdout.strip() == "rest":
+        raise InputError("give --fit-on or --holdout (or both); the other may be 'rest'")
+    traces = load_traces(paths)
+    devices = group_by_device(traces)
+    if len(devices) != 1:
+        raise InputError(f"the traces come from {len(devices)} devices; validate each device separately")
+    device = devices[0]
+    measured = measure(device.traces)
+    fit_labels = select(measured, fit_on, None if fit_on.strip() == "rest" else set())
+    if holdout.strip() == "rest":
+        held = set(measured) - fit_labels
+    else:
+        held = select(measured, holdout)
+        if fit_on.strip() == "rest":
+            fit_labels = set(measured) - held
+    overlap = fit_labels & held
+    if overlap:
+        raise InputError(f"configurations both fitted and held out: {', '.join(sorted(overlap))}")
+    if not held:
+        raise InputError("nothing held out to predict")
+    points, _ = forward_points(device)
+    if not points:
+        raise InputError("no usable forward records to fit (run the benchmark with its microbenchmark)")
+    fit = fit_forwards(device.chip, points)
+    levels = {str(trace.path): weight_levels(trace, device.chip) for trace in device.traces}
+    fit_traces = [dataclasses.replace(trace, steps=tuple(step for step in trace.steps if step.mode == "fused" and any(
+        measured[label].matches(step.strategy, step.knob_values()) for label in fit_labels))) for trace in device.traces]
+    overheads, _ = host_overheads(fit_traces, levels, fit_predictor(fit))
+    overhead_s = step_overheads(overheads)
+    calibrated = calibrated_profile(device.chip, fit, f"{device.chip.name}-validate",
+                                    tuple(trace_source(trace) for trace in device.traces), "validation", 0,
+                                    step_overhead_s=overhead_s)
+    models = device.traces[0].header.model_profiles()
+    acceptance = pooled_acceptance(measured, fit_labels)
+    ar = next((label for label, item in measured.items() if item.strategy == AR), None)
+    ar_ms = {name: _predicted_ms(measured[ar], chip, models, acceptance) for name, chip in
+             (("calibrated", calibrated), ("uncalibrated", device.chip))} if ar else {}
+    rows = []
+    for label in sorted(held):
+        item = measured[label]
+        predicted = _predicted_ms(item, calibrated, models, acceptance)
+        raw = _predicted_ms(item, device.chip, models, acceptance)
+        speedups = (None, None, None)
+        if ar and item.strategy != AR:
+            speedups = (measured[ar].median_ms / item.median_ms, ar_ms["calibrated"] / predicted,
+                        ar_ms["uncalibrated"] / raw)
+        rows.append(Row(label, item.strategy, item.median_ms, predicted, raw, *speedups))
+    notes = []
+    if not ar:
+        notes.append("no autoregressive configuration in the traces: speedups and Kendall tau are not computed")
+    return Validation(tuple(rows), tuple(sorted(fit_labels)), acceptance, overhead_s, fit.residuals.rms,
+                      tuple(notes))

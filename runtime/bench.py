@@ -35,6 +35,7 @@ from speccascade.errors import InputError
 from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.probe import cached_profile, cpu_model_name, default_output
 from speccascade.hardware.registry import load_chip, portable_chip
+from speccascade import strategies as registry
 from speccascade.strategies import StrategyKnobs, parse_strategy_spec
 from speccascade.traces import (
     CompileRecord, HardwareInfo, Header, Knobs, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
@@ -76,17 +77,24 @@ class BenchConfig:
     chip: str | None = None          # chip profile name or TOML path; None: this machine's cached probe, if any
 
     def __post_init__(self) -> None:
-        own: dict[str, StrategyKnobs] = {}
+        own: dict[str, tuple[str, StrategyKnobs]] = {}
         for entry in self.strategies:
             name, values = parse_strategy_spec(entry)
-            own[name] = own.get(name, self.knobs).updated(values)
-            check_strategy(name, own[name])
-        object.__setattr__(self, "strategies", tuple(own))  # canonical registry names (aliases resolved)
-        object.__setattr__(self, "_knobs_of", own)
+            knobs = self.knobs.updated(values)
+            check_strategy(name, knobs)
+            label = name + "".join(f":{knob}={value}" for knob, value in sorted(values.items()))
+            own[label] = (name, knobs)
+        # labels: canonical names, with the entry's own knobs when it sets any (several variants of one strategy
+        # may run side by side: speculative:k=2, speculative:k=6)
+        object.__setattr__(self, "strategies", tuple(own))
+        object.__setattr__(self, "_variants", own)
 
-    def knobs_of(self, name: str) -> StrategyKnobs:
-        """The knobs of one strategy: ``knobs``, overridden by its own NAME:knob=value entry."""
-        return self._knobs_of.get(name, self.knobs)
+    def strategy_of(self, label: str) -> str:
+        return self._variants[label][0]
+
+    def knobs_of(self, label: str) -> StrategyKnobs:
+        """The knobs of one entry: ``knobs``, overridden by its own NAME:knob=value settings."""
+        return self._variants[label][1] if label in self._variants else self.knobs
         if self.new_tokens < 1 or self.repeats < 1 or self.staged_repeats < 0:
             raise InputError("new_tokens and repeats must be >= 1, staged_repeats >= 0")
         if self.chip is not None:
@@ -146,7 +154,8 @@ def _timed_generations(decoder: Decoder, label: str, prompt: Sequence[int], conf
         context = [len(prompt)]
 
         def on_step(stats: StepStats, records=records, context=context, repeat=repeat) -> None:
-            record = step_record(label, knobs, "staged" if staged else "fused", repeat, context[0], stats)
+            record = step_record(decoder.strategy.name, knobs, "staged" if staged else "fused", repeat, context[0],
+                                 stats)
             context[0] += stats.emitted
             records.append(record)
             if writer is not None:
@@ -172,8 +181,9 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
     if not prompts:
         raise InputError("the benchmark needs at least one prompt")
     prompt = max(prompts, key=len)  # compile, warm-up, staged runs and overhead use the longest prompt
-    strategies = {name: build_strategy(name, models.get("tiny"), models.get("draft"), models["target"],
-                                       config.sampling, config.knobs_of(name)) for name in config.strategies}
+    strategies = {label: build_strategy(config.strategy_of(label), models.get("tiny"), models.get("draft"),
+                                        models["target"], config.sampling, config.knobs_of(label))
+                  for label in config.strategies}
     lookahead = max(strategy.lookahead for strategy in strategies.values())
     capacity = len(prompt) + config.new_tokens + lookahead
     run_id = uuid.uuid4().hex[:12]
@@ -201,9 +211,10 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
             state = decoder.start(prompt, config.seed, config.new_tokens)
             jax.block_until_ready(state)
             prefill_s = time.perf_counter() - started
-            writer.write(CompileRecord(strategy=name, what="prefill (compile + first run)", compile_s=prefill_s))
+            writer.write(CompileRecord(strategy=strategy.name, what="prefill (compile + first run)",
+                                       compile_s=prefill_s))
             step_s = decoder.compile_step(state)
-            writer.write(CompileRecord(strategy=name, what="step", compile_s=step_s))
+            writer.write(CompileRecord(strategy=strategy.name, what="step", compile_s=step_s))
             _timed_generations(decoder, name, prompt, config, False, [0], None, advances[name])  # warm-up
             results[name] = {"decoder": decoder, "fused": [], "staged": [], "compile_s": step_s, "overhead": None}
         # timed repeats round-robin over strategies, so that load from other processes affects them alike
@@ -256,15 +267,16 @@ def _summarize(results: dict[str, dict], config: BenchConfig, run_id: str, creat
                 stage_ms[role] = sum(step.stage_ms.get(role, 0.0) for step in staged_steps) / len(staged_steps)
         overhead = result["overhead"]["host_overhead_fraction"] if result["overhead"] else None
         summaries[name] = StrategySummary(
-            strategy=name, knobs=Knobs(**result["decoder"].strategy.knobs()),
+            strategy=result["decoder"].strategy.name, knobs=Knobs(**result["decoder"].strategy.knobs()),
             config=result["decoder"].strategy.config(), repeats=config.repeats,
             new_tokens=config.new_tokens, ms_per_token=spread, tokens_per_s=1000.0 / spread.median,
             compile_s=result["compile_s"],
             mean_tokens_per_step=sum(step.tokens_emitted for step in fused_steps) / len(fused_steps),
             acceptance=acceptance_from_steps(fused_steps), stage_ms_per_step=stage_ms,
             host_overhead_fraction=overhead)
-    if "autoregressive" in summaries:  # paired: repeat r of every strategy decoded the same prompt
-        baseline = summaries["autoregressive"].ms_per_token.values
+    baseline_label = next((label for label, item in summaries.items() if item.strategy == registry.AUTOREGRESSIVE.name), None)
+    if baseline_label is not None:  # paired: repeat r of every strategy decoded the same prompt
+        baseline = summaries[baseline_label].ms_per_token.values
         summaries = {name: summary.model_copy(update={
             "speedup": statistics.median([ar / ms for ar, ms in zip(baseline, summary.ms_per_token.values)]),
             "speedup_total": sum(baseline) / sum(summary.ms_per_token.values)})

@@ -181,7 +181,7 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
     if strategies is not None:
         names = tuple(name.strip() for name in strategies.split(",") if name.strip())
     else:
-        names = RUNTIME_STRATEGIES if configured is None else ("autoregressive", configured)
+        names = RUNTIME_STRATEGIES if configured is None else (registry.AUTOREGRESSIVE.name, configured)
     for entry in names:  # names, runtime support and knob ranges checked before any model loads
         name, values = registry.parse_strategy_spec(entry)
         _runtime_name(name)

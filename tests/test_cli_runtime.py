@@ -60,13 +60,14 @@ def test_generate_rejects_bad_input(patched, capsys):
 
 
 def test_bench_writes_a_trace_and_a_summary(patched, capsys, tmp_path):
-    code, out, err = run(capsys, "runtime", "bench", "--strategies", "autoregressive,speculative", "--new-tokens", "8",
+    code, out, err = run(capsys, "runtime", "bench", "--strategies", "autoregressive,speculative,spec:k=2", "--new-tokens", "8",
                          "--repeats", "2", "--staged-repeats", "1", "--no-microbench", "--overhead-steps", "2",
                          "--out", str(tmp_path), "--json")
     assert code == 0, err
     summary = read_summary(tmp_path / "summary.json")
     assert json.loads(out)["run_id"] == summary.run_id
-    assert set(summary.strategies) == {"autoregressive", "speculative"}
+    assert set(summary.strategies) == {"autoregressive", "speculative", "speculative:k=2"}  # two variants side by side
+    assert summary.strategies["speculative:k=2"].knobs.k == 2 and summary.strategies["speculative"].knobs.k == 4
     assert summary.strategies["autoregressive"].speedup == pytest.approx(1.0)
     assert len(summary.strategies["speculative"].ms_per_token.values) == 2
     assert set(summary.strategies["speculative"].stage_ms_per_step) == {"draft", "target"}

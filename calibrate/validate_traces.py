@@ -16,9 +16,10 @@ profiles, its knobs and its mean context; the *uncalibrated* prediction uses the
 or probed peaks) with the same acceptance. Errors: absolute percentage error of ms/token per configuration, median
 and max; Kendall tau of the held-out strategies' speedups (scipy.stats.kendalltau), predicted vs measured.
 
-Selectors (``--fit-on`` / ``--holdout``): comma-separated ``NAME[:knob=value...]`` (registry names or aliases; a
-configuration matches when its strategy and the given knobs agree), ``all``, or ``rest`` (everything the other
-selector does not take). ``kfold`` leaves each configuration out in turn.
+Selectors (``--fit-on`` / ``--holdout``): comma-separated ``NAME[:knob=value...][@STEM]`` (registry names or
+aliases; a configuration matches when its strategy and the given knobs agree, and, with ``@STEM``, when it comes
+from the trace file of that stem), ``all``, or ``rest`` (everything the other selector does not take). With several
+traces each trace's configurations are apart (labels end in ``@STEM``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Measured:
 
     strategy: str
     knobs: tuple[tuple[str, int], ...]
+    tag: str                                 # the trace's file stem when several traces are validated, else ""
+    models: dict                             # role -> ModelProfile of the run (the trace header's)
     ms_per_token: tuple[float, ...]          # per repeat
     mean_context: float
     steps: int
@@ -61,28 +64,38 @@ class Measured:
     @property
     def label(self) -> str:
         knobs = ":".join(f"{name}={value}" for name, value in self.knobs)
-        return f"{self.strategy}:{knobs}" if knobs else self.strategy
+        label = f"{self.strategy}:{knobs}" if knobs else self.strategy
+        return f"{label}@{self.tag}" if self.tag else label
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.ms_per_token)
 
-    def matches(self, strategy: str, knobs: dict[str, int]) -> bool:
+    def matches(self, strategy: str, knobs: dict[str, int], tag: str | None = None) -> bool:
         own = dict(self.knobs)
-        return strategy == self.strategy and all(own.get(name) == value for name, value in knobs.items())
+        return (strategy == self.strategy and all(own.get(name) == value for name, value in knobs.items())
+                and (tag is None or tag == self.tag))
 
 
 def measure(traces: Sequence[Trace]) -> dict[str, Measured]:
-    """Every configuration of the traces' fused steps, by label."""
+    """Every configuration of the traces' fused steps, by label (one trace: ``NAME:knobs``; several: each trace's
+    configurations apart, ``NAME:knobs@STEM``, since traces differ in models, prompts or contexts)."""
+    stems = [Path(trace.path).stem for trace in traces]
+    if len(traces) > 1 and len(set(stems)) != len(stems):
+        raise InputError(f"several traces share a file name ({', '.join(sorted(stems))}): rename them, the "
+                         "validation tells configurations of different traces apart by file name")
     groups: dict[tuple, dict[int, list]] = {}
-    for trace in traces:
+    models: dict[str, dict] = {}
+    for trace, stem in zip(traces, stems):
+        tag = stem if len(traces) > 1 else ""
+        models[tag] = trace.header.model_profiles()
         for step in trace.steps:
             if step.mode != "fused":
                 continue
-            key = (step.strategy, tuple(sorted(step.knob_values().items())))
-            groups.setdefault(key, {}).setdefault((str(trace.path), step.repeat), []).append(step)
+            key = (step.strategy, tuple(sorted(step.knob_values().items())), tag)
+            groups.setdefault(key, {}).setdefault(step.repeat, []).append(step)
     out = {}
-    for (strategy, knobs), repeats in groups.items():
+    for (strategy, knobs, tag), repeats in groups.items():
         steps = [step for run in repeats.values() for step in run]
         pairs: dict[str, list[int]] = {}
         for step in steps:
@@ -91,7 +104,8 @@ def measure(traces: Sequence[Trace]) -> dict[str, Measured]:
                 counts[0] += pair.accepted
                 counts[1] += pair.tested
         per_repeat = tuple(sum(s.step_ms for s in run) / sum(s.tokens_emitted for s in run) for run in repeats.values())
-        measured = Measured(strategy, knobs, per_repeat, float(np.mean([s.context for s in steps])), len(steps),
+        measured = Measured(strategy, knobs, tag, models[tag], per_repeat, float(np.mean([s.context for s in steps])),
+                            len(steps),
                             sum(s.tokens_emitted for s in steps) / len(steps),
                             {name: (a, j) for name, (a, j) in pairs.items()})
         out[measured.label] = measured
@@ -111,8 +125,9 @@ def select(measured: dict[str, Measured], selector: str, other: set[str] | None 
         return set(measured) - other
     chosen = set()
     for entry in (part.strip() for part in text.split(",") if part.strip()):
-        name, knobs = registry.parse_strategy_spec(entry)
-        hits = {label for label, item in measured.items() if item.matches(name, knobs)}
+        spec, _, tag = entry.partition("@")
+        name, knobs = registry.parse_strategy_spec(spec)
+        hits = {label for label, item in measured.items() if item.matches(name, knobs, tag or None)}
         if not hits:
             raise InputError(f"selector {entry!r} matches no configuration of the traces; they hold: "
                              f"{', '.join(sorted(measured))}")
@@ -204,9 +219,9 @@ def _config(item: Measured, chip: ChipProfile, models: dict, acceptance: dict[st
     return PredictConfig(**fields)
 
 
-def _predicted_ms(item: Measured, chip: ChipProfile, models: dict, acceptance: dict[str, float]) -> float:
-    config = _config(item, chip, models, acceptance)
-    return predict(config, alternatives=False, chip=chip, models=models).ms_per_token
+def _predicted_ms(item: Measured, chip: ChipProfile, acceptance: dict[str, float]) -> float:
+    config = _config(item, chip, item.models, acceptance)
+    return predict(config, alternatives=False, chip=chip, models=item.models).ms_per_token
 
 
 def validate_traces(paths: Sequence[str | Path], fit_on: str = "rest", holdout: str = "rest") -> Validation:
@@ -236,30 +251,31 @@ def validate_traces(paths: Sequence[str | Path], fit_on: str = "rest", holdout: 
         raise InputError("no usable forward records to fit (run the benchmark with its microbenchmark)")
     fit = fit_forwards(device.chip, points)
     levels = {str(trace.path): weight_levels(trace, device.chip) for trace in device.traces}
+    stems = {str(trace.path): (Path(trace.path).stem if len(device.traces) > 1 else "") for trace in device.traces}
     fit_traces = [dataclasses.replace(trace, steps=tuple(step for step in trace.steps if step.mode == "fused" and any(
-        measured[label].matches(step.strategy, step.knob_values()) for label in fit_labels))) for trace in device.traces]
+        measured[label].matches(step.strategy, step.knob_values(), stems[str(trace.path)]) for label in fit_labels)))
+        for trace in device.traces]
     overheads, _ = host_overheads(fit_traces, levels, fit_predictor(fit))
     overhead_s = step_overheads(overheads)
     calibrated = calibrated_profile(device.chip, fit, f"{device.chip.name}-validate",
                                     tuple(trace_source(trace) for trace in device.traces), "validation", 0,
                                     step_overhead_s=overhead_s)
-    models = device.traces[0].header.model_profiles()
     acceptance = pooled_acceptance(measured, fit_labels)
-    ar = next((label for label, item in measured.items() if item.strategy == AR), None)
-    ar_ms = {name: _predicted_ms(measured[ar], chip, models, acceptance) for name, chip in
-             (("calibrated", calibrated), ("uncalibrated", device.chip))} if ar else {}
+    # each trace's own autoregressive configuration is its speedup baseline
+    baselines = {item.tag: item for item in measured.values() if item.strategy == AR}
     rows = []
     for label in sorted(held):
         item = measured[label]
-        predicted = _predicted_ms(item, calibrated, models, acceptance)
-        raw = _predicted_ms(item, device.chip, models, acceptance)
+        predicted = _predicted_ms(item, calibrated, acceptance)
+        raw = _predicted_ms(item, device.chip, acceptance)
         speedups = (None, None, None)
-        if ar and item.strategy != AR:
-            speedups = (measured[ar].median_ms / item.median_ms, ar_ms["calibrated"] / predicted,
-                        ar_ms["uncalibrated"] / raw)
+        ar = baselines.get(item.tag)
+        if ar is not None and item.strategy != AR:
+            speedups = (ar.median_ms / item.median_ms, _predicted_ms(ar, calibrated, acceptance) / predicted,
+                        _predicted_ms(ar, device.chip, acceptance) / raw)
         rows.append(Row(label, item.strategy, item.median_ms, predicted, raw, *speedups))
     notes = []
-    if not ar:
-        notes.append("no autoregressive configuration in the traces: speedups and Kendall tau are not computed")
+    if len(baselines) < len({item.tag for item in measured.values()}):
+        notes.append("a trace without an autoregressive configuration: its speedups are not computed")
     return Validation(tuple(rows), tuple(sorted(fit_labels)), acceptance, overhead_s, fit.residuals.rms,
                       tuple(notes))

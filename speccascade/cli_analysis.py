@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from speccascade.acceptance_file import AcceptanceFile
@@ -88,6 +89,10 @@ def optimize_command(
     acceptance: Optional[Path] = typer.Option(None, "--acceptance", help="Acceptance file (JSON, from `speccascade "
                                               "calibrate`): fills --alpha, --alpha-tiny and the filtered cascade's "
                                               "filter pass (given flags win)."),
+    write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write the shown configurations as "
+                                                "DIR/rank-N.toml, the --config files predict, simulate and runtime "
+                                                "bench take."),
+    force: bool = typer.Option(False, "--force", help="Replace existing rank-N.toml files."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Find the best configuration: draft (and quantization), tiny stage or not, K, k_tiny, m, chips, batch.
@@ -121,10 +126,18 @@ def optimize_command(
     except ValidationError as error:
         raise InputError(_flag_error(error)) from None
     result = optimize(request)
+    written = []
+    if write_config is not None:
+        from speccascade.costmodel.search.configs import write_configs
+
+        written = write_configs(result, write_config, force=force)
     if json_output:
-        typer.echo(json.dumps(result.to_json() | ({"acceptance": notes} if acceptance is not None else {}), indent=2))
+        typer.echo(json.dumps(result.to_json() | ({"acceptance": notes} if acceptance is not None else {})
+                              | ({"written": [str(path) for path in written]} if written else {}), indent=2))
         return
     render_optimize(result)
+    for path in written:
+        _console().print(f"wrote {escape(str(path))}")
     for note in notes:
         _console().print(note)
 

@@ -126,3 +126,20 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert needle in err
     assert "Traceback" not in err + out
+
+
+def test_write_config_round_trips_through_predict(capsys, tmp_path):
+    """optimize --write-config writes the shown choices as --config files that predict the same figures."""
+    code, out, err = run(capsys, "optimize", "--alpha", "0.8", "--c", "0.05", "--c-tiny", "0.005", "--alpha-tiny",
+                         "0.7", "--k-max", "8", "--write-config", str(tmp_path / "cfg"), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    written = data["written"]
+    assert written[0].endswith("rank-1.toml") and len(written) == len([data["best"], *data["runner_ups"]])
+    code, out, err = run(capsys, "predict", "--config", written[0], "--json")
+    assert code == 0, err
+    prediction = json.loads(out)
+    assert prediction["strategy"] == data["best"]["strategy"]
+    assert prediction["ms_per_token"] == pytest.approx(data["best"]["ms_per_token"], rel=1e-12)
+    code, _, err = run(capsys, "optimize", "--alpha", "0.8", "--c", "0.05", "--write-config", str(tmp_path / "cfg"))
+    assert code == 2 and "already exists" in err  # never over the user's files without --force

@@ -36,6 +36,7 @@ from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.probe import cached_profile, cpu_model_name, default_output
 from speccascade.hardware.registry import load_chip, portable_chip
 from speccascade import strategies as registry
+from speccascade import strategies as registry
 from speccascade.strategies import StrategyKnobs, parse_strategy_spec
 from speccascade.traces import (
     CompileRecord, HardwareInfo, Header, Knobs, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
@@ -50,6 +51,9 @@ from .microbench import time_forwards
 from .overhead import host_overhead
 
 ROLES = ("tiny", "draft", "target")
+# what a bench runs unless told: every runtime strategy of the trio's models (the heads strategy needs trained
+# heads, `speccascade runtime heads bench`, or --strategies heads)
+DEFAULT_STRATEGIES = tuple(name for name in STRATEGY_NAMES if set(registry.get(name).roles) <= set(ROLES))
 # Python source, like the corpus the default trio learned from (the standard library); varied on purpose, since
 # acceptance depends on the text (a repetitive continuation is easy for the Draft and hard for a bigram Tiny)
 DEFAULT_PROMPTS = (
@@ -62,7 +66,7 @@ DEFAULT_PROMPTS = (
 
 @dataclass(frozen=True)
 class BenchConfig:
-    strategies: tuple[str, ...] = STRATEGY_NAMES   # registry names or NAME:knob=value:... (knobs for that one)
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES   # registry names or NAME:knob=value:... (knobs for that one)
     knobs: StrategyKnobs = StrategyKnobs()        # knobs of every strategy (unless its own entry sets them)
     sampling: SamplingConfig = GREEDY
     new_tokens: int = 64

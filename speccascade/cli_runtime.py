@@ -22,6 +22,8 @@ from speccascade.strategies import StrategyKnobs
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 RUNTIME_STRATEGIES = registry.runtime_names()  # what the runtime executes, known without importing jax
+# bench's default: the strategies the trio's models run (heads needs trained heads: `runtime heads bench`)
+BENCH_DEFAULT = tuple(name for name in RUNTIME_STRATEGIES if "heads" not in registry.get(name).roles)
 
 _trio_option = typer.Option(None, "--trio", help="Trained trio directory (default: $SPECCASCADE_HOME/trio; "
                                                   "trained there on first use)")
@@ -152,7 +154,7 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
 @app.command()
 def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies, each "
                                                   "NAME or NAME:knob=value:... (its own knobs, e.g. vertical:k=2) "
-                                                  f"(default: {','.join(RUNTIME_STRATEGIES)}; with --config: "
+                                                  f"(default: {','.join(BENCH_DEFAULT)}; with --config: "
                                                   "autoregressive and the config's strategy)"),
           new_tokens: int = typer.Option(64, "--new-tokens", help="New tokens per generation"),
           repeats: int = typer.Option(4, "--repeats", help="Timed generations per strategy"),
@@ -181,7 +183,7 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
     if strategies is not None:
         names = tuple(name.strip() for name in strategies.split(",") if name.strip())
     else:
-        names = RUNTIME_STRATEGIES if configured is None else (registry.AUTOREGRESSIVE.name, configured)
+        names = BENCH_DEFAULT if configured is None else (registry.AUTOREGRESSIVE.name, configured)
     for entry in names:  # names, runtime support and knob ranges checked before any model loads
         name, values = registry.parse_strategy_spec(entry)
         _runtime_name(name)

@@ -283,7 +283,8 @@ HORIZONTAL = StrategySpec(
 HEADS = StrategySpec(
     "heads", "decoding heads propose a candidate tree of tree_nodes nodes, verified in one Target forward",
     "Cai et al. 2024 (Medusa); shared/seeds/002 (Cascadusa)", ("heads", "target"), (TREE_NODES,),
-    (Pair("heads", "target", "heads_accuracy", "rank accuracies of each head"),), _heads, aliases=("medusa",))
+    (Pair("heads", "target", "heads_accuracy", "rank accuracies of each head"),), _heads, aliases=("medusa",),
+    runtime=True)
 
 REGISTRY: dict[str, StrategySpec] = {spec.name: spec for spec in (
     AUTOREGRESSIVE, SPECULATIVE, VERTICAL, VERTICAL_BUDGET, FILTERED, HORIZONTAL, HEADS)}

@@ -47,7 +47,7 @@ def test_generate_rejects_bad_input(patched, capsys):
     spec = ("--strategy", "speculative", "--prompt", "x")
     for argv, needle in [
         (("--strategy", "nonesuch", "--prompt", "x"), "error: unknown strategy 'nonesuch'"),
-        (("--strategy", "medusa", "--prompt", "x"), "error: the runtime does not run strategy 'heads'"),
+        (("--strategy", "horizontal", "--prompt", "x"), "error: the runtime does not run strategy 'horizontal'"),
         ((*spec, "--k", "0"), "k must lie in [1, 256]"),
         ((*spec, "--draft-weights", "int4"), "--draft-weights"),
         ((*spec, "--target-weights", "fp8"), "error: --target-weights must be one of bf16, fp32"),

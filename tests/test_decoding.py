@@ -211,7 +211,9 @@ def test_bad_input_is_an_input_error(trio, decoders):
         Decoder(Autoregressive(target), CAPACITY + 1)
     with pytest.raises(InputError, match="unknown strategy"):
         build_strategy("no-such-strategy", tiny, draft, target)
-    with pytest.raises(InputError, match="runtime does not implement strategy 'heads'"):
+    with pytest.raises(InputError, match="runtime does not implement strategy 'horizontal'"):
+        build_strategy("horizontal", tiny, draft, target)
+    with pytest.raises(InputError, match="strategy 'heads' needs a heads model"):
         build_strategy("medusa", tiny, draft, target)
     with pytest.raises(InputError, match="needs a tiny model"):
         build_strategy("cascade", None, draft, target)

@@ -33,7 +33,8 @@ VOCAB, CAPACITY = 64, 160
 GRID = [("autoregressive", {}), ("speculative", {"k": 1}), ("speculative", {"k": 3}),
         ("vertical", {"k": 1, "k_tiny": 1}), ("vertical", {"k": 2, "k_tiny": 3}),
         ("vertical-budget", {"k": 3, "k_tiny": 2}), ("vertical-budget", {"k": 5, "k_tiny": 1}),
-        ("filtered", {"k": 2, "filter_width": 4})]
+        ("filtered", {"k": 2, "filter_width": 4}), ("heads", {"tree_nodes": 6})]
+HEADS_ACCURACY = [[0.6, 0.1], [0.6, 0.1], [0.5]]  # marginal rank accuracies: a depth-3 tree of 6 nodes
 
 
 def counted(model, log: list):
@@ -46,18 +47,41 @@ def counted(model, log: list):
         report(tokens)
         return model.forward(params, cache, tokens)
 
-    columns = None
+    if hasattr(model, "propose"):  # decoding heads: one call over the hidden state of one position
+        def propose(params, hidden, root, tree):
+            jax.debug.callback(lambda _: log.append((model.name, 1)), hidden[0])
+            return model.propose(params, hidden, root, tree)
+
+        return dataclasses.replace(model, propose=propose)
+
+    columns = hidden = None
     if model.forward_columns is not None:
         def columns(params, cache, tokens, ids):
             report(tokens)
             return model.forward_columns(params, cache, tokens, ids)
 
-    return dataclasses.replace(model, forward=forward, forward_columns=columns)
+    if model.forward_hidden is not None:  # tree verification (heads)
+        def hidden(params, cache, tokens, positions=None, mask=None):
+            report(tokens)
+            return model.forward_hidden(params, cache, tokens, positions, mask)
+
+    return dataclasses.replace(model, forward=forward, forward_columns=columns, forward_hidden=hidden)
 
 
 @pytest.fixture(scope="module")
 def trio():
     return toy_trio(vocab=VOCAB, max_len=CAPACITY)
+
+
+@pytest.fixture(scope="module")
+def heads_pair():
+    """(random Medusa heads, their Target): the heads need a Target with forward_hidden (the runtime's Transformer)."""
+    from lossless_harness import varied_transformer
+    from speccascade.runtime.heads import random_heads
+
+    (target,) = varied_transformer("structure-target", vocab=VOCAB, max_len=CAPACITY, seed=2, d_model=32, n_heads=4,
+                                   n_kv_heads=2, d_ff=64)
+    return random_heads(target, "medusa", heads=3, seed=3, scale=0.5), target
 
 
 def test_every_layer_implements_the_registry():
@@ -73,11 +97,17 @@ def _expected(spec: registry.StrategySpec, knobs: dict, reviews: int | None, nam
 
 
 @pytest.mark.parametrize("name,knobs", GRID, ids=[f"{n}-{'-'.join(map(str, k.values()))}" for n, k in GRID])
-def test_runtime_step_runs_the_registry_step_shape(trio, name, knobs):
+def test_runtime_step_runs_the_registry_step_shape(trio, heads_pair, name, knobs):
     log: list = []
     tiny, draft, target = (counted(model, log) for model in trio)
-    strategy = build_strategy(name, tiny, draft, target, knobs=StrategyKnobs(**knobs))
+    heads = None
+    if "heads" in registry.get(name).roles:
+        heads, target = (counted(model, log) for model in heads_pair)
+        heads = dataclasses.replace(heads, accuracy=tuple(map(tuple, HEADS_ACCURACY)))
+    strategy = build_strategy(name, tiny, draft, target, knobs=StrategyKnobs(**knobs), heads=heads)
     names = dict(zip(("tiny", "draft", "target"), (tiny.name, draft.name, target.name)))
+    if heads is not None:
+        names["heads"] = heads.name
     decoder = Decoder(strategy, CAPACITY)
     spec = registry.get(name)
     seen_reviews = set()
@@ -98,7 +128,23 @@ def test_runtime_step_runs_the_registry_step_shape(trio, name, knobs):
         assert len(seen_reviews) > 1, "the budget cascade should need different review counts"
 
 
-@pytest.mark.parametrize("name,knobs", [item for item in GRID if item[0] != "autoregressive"])
+def test_cost_model_charges_the_heads_step_shape():
+    """heads (abstract mode, --verify-cost R): the charged forwards are the registry shape's, 1 x heads(1) (free
+    here) and 1 x target(tree_nodes + 1) at R decode steps, at the tree size the runtime builds."""
+    from speccascade.costmodel.config import HeadsAccuracy
+    from speccascade.costmodel.predict import evaluate
+
+    config = PredictConfig(strategy="heads", heads_accuracy=HeadsAccuracy(cumulative=False, heads=HEADS_ACCURACY),
+                           tree_nodes=6, verify_cost=1.3)
+    result = evaluate("heads", config)
+    shape = registry.get("heads").step_shape({"tree_nodes": 6})
+    assert [(f.role, float(f.count), float(f.tokens)) for f, _ in result["forwards"]] == \
+        [(f.role, float(f.count), float(f.tokens)) for f in shape.forwards()] == [("heads", 1, 1), ("target", 1, 7)]
+    assert float(result["step_ms"]) == pytest.approx(1.3)
+    assert result["tree"].nodes == 6 and result["tree"].depth == 3
+
+
+@pytest.mark.parametrize("name,knobs", [item for item in GRID if item[0] not in ("autoregressive", "heads")])
 def test_cost_model_charges_the_registry_step_shape(name, knobs):
     """predict's stages (abstract mode: every forward costs c, c_tiny or 1) are the registry shape's forwards."""
     config = PredictConfig(strategy=name, c=0.1, c_tiny=0.01, alpha=0.7, alpha_tiny=0.6,

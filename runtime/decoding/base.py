@@ -175,6 +175,11 @@ class DecodingStrategy(ABC):
                 "pairs": {name: pair_template(slots) for name, slots in self.pairs.items()},
                 "extras": self.extras()}
 
+    def after_prefill(self, params: tuple[Any, ...], state: State) -> State:
+        """The state right after every model prefilled the prompt (inside the prefill's jit); a strategy that
+        carries more than caches from step to step (the heads' last hidden state) adds it here. Identity here."""
+        return state
+
     def begin(self, state: State) -> State:
         """Reset the per-step statistics and buffers at the start of a step."""
         stats = self.stats_template()

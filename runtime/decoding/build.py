@@ -15,6 +15,7 @@ from speccascade.strategies import StrategyKnobs
 
 from .base import DecodingStrategy
 from .cascade import FilteredCascade, VerticalBudget, VerticalCascade
+from .heads import HeadsTree
 from .sampling import GREEDY, SamplingConfig
 from .strategies import Autoregressive, Speculative
 
@@ -28,6 +29,7 @@ RUNTIME.register("vertical-budget", lambda m, knobs, s: VerticalBudget(m["tiny"]
                                                                        knobs["k"], knobs["k_tiny"], s))
 RUNTIME.register("filtered", lambda m, knobs, s: FilteredCascade(m["tiny"], m["draft"], m["target"], knobs["k"],
                                                                  knobs["filter_width"], s))
+RUNTIME.register("heads", lambda m, knobs, s: HeadsTree(m["heads"], m["target"], knobs["tree_nodes"], s))
 STRATEGY_NAMES = RUNTIME.names()
 
 
@@ -39,9 +41,11 @@ def check_strategy(name: str, knobs: StrategyKnobs = StrategyKnobs()) -> tuple[s
 
 
 def build_strategy(name: str, tiny: CausalLM | None, draft: CausalLM | None, target: CausalLM,
-                   sampling: SamplingConfig = GREEDY, knobs: StrategyKnobs = StrategyKnobs()) -> DecodingStrategy:
+                   sampling: SamplingConfig = GREEDY, knobs: StrategyKnobs = StrategyKnobs(),
+                   heads=None) -> DecodingStrategy:
+    """``heads``: the decoding heads (:class:`speccascade.runtime.heads.model.HeadsModel`) of strategy ``heads``."""
     canonical, values = check_strategy(name, knobs)
-    models = {"tiny": tiny, "draft": draft, "target": target}
+    models = {"tiny": tiny, "draft": draft, "target": target, "heads": heads}
     missing = [role for role in registry.get(canonical).roles if models.get(role) is None]
     if missing:
         raise InputError(f"strategy '{canonical}' needs a {' and a '.join(missing)} model")

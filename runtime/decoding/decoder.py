@@ -132,6 +132,7 @@ class Decoder:
                     _, cache = model.forward(model_params, cache, seq[None, :bucket])
                     caches.append(cache)
                 state = {"seq": seq, "length": length, "caches": tuple(caches), "key": jax.random.key(seed)}
+                state = strategy.after_prefill(params, state)
                 return pack_stats(strategy.begin(state))
 
             self._prefills[bucket] = jax.jit(prefill)

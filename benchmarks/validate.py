@@ -60,17 +60,27 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--traces", type=Path, nargs="*", default=None,
+                        help="validate these traces of an earlier run instead of benching (same file names)")
+    parser.add_argument("--hardware", default=None, help="chip profile for traces whose headers name none")
     args = parser.parse_args()
 
     from speccascade.calibrate.validate_traces import validate_traces
     from speccascade.runtime.bench import BenchConfig, run_bench
     from speccascade.runtime.trio import load_default_trio
 
-    trio = load_default_trio(args.trio)
+    from speccascade.hardware.probe import cached_profile
+
+    if cached_profile() is None:  # the traces' headers carry this machine's probed profile
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "speccascade", "hardware", "probe", "--quick"], check=True,
+                       stdout=subprocess.DEVNULL)
+    trio = None if args.traces else load_default_trio(args.trio)
     out = args.out or Path(tempfile.mkdtemp(prefix="speccascade-validate-"))
     out.mkdir(parents=True, exist_ok=True)
-    traces = []
-    for fmt in [item for item in args.formats.split(",") if item]:
+    traces = list(args.traces or [])
+    for fmt in ([] if traces else [item for item in args.formats.split(",") if item]):
         models = trio.models(target=fmt)
         capacity = models["target"].max_len
         for length in [item for item in args.lengths.split(",") if item]:
@@ -85,7 +95,10 @@ def main() -> None:
     fit_on = ",".join(f"{entry}@{path.stem}" for entry in TRAINING for path in traces if path.stem.endswith(
         f"-{lengths[0]}"))
     started = time.perf_counter()
-    validation = validate_traces(traces, fit_on=fit_on, holdout="rest")
+    from speccascade.hardware import load_chip
+
+    validation = validate_traces(traces, fit_on=fit_on, holdout="rest",
+                                 chip=load_chip(args.hardware) if args.hardware else None)
     fit_s = time.perf_counter() - started
     summary = validation.summary()
     spreads = []

@@ -224,12 +224,14 @@ def _predicted_ms(item: Measured, chip: ChipProfile, acceptance: dict[str, float
     return predict(config, alternatives=False, chip=chip, models=item.models).ms_per_token
 
 
-def validate_traces(paths: Sequence[str | Path], fit_on: str = "rest", holdout: str = "rest") -> Validation:
-    """Fit on ``fit_on``, predict ``holdout`` (selectors; see the module docstring)."""
+def validate_traces(paths: Sequence[str | Path], fit_on: str = "rest", holdout: str = "rest",
+                    chip: ChipProfile | None = None) -> Validation:
+    """Fit on ``fit_on``, predict ``holdout`` (selectors; see the module docstring); ``chip`` replaces the traces'
+    chip profile (for traces whose header names none)."""
     if fit_on.strip() == "rest" and holdout.strip() == "rest":
         raise InputError("give --fit-on or --holdout (or both); the other may be 'rest'")
     traces = load_traces(paths)
-    devices = group_by_device(traces)
+    devices = group_by_device(traces, chip)
     if len(devices) != 1:
         raise InputError(f"the traces come from {len(devices)} devices; validate each device separately")
     device = devices[0]

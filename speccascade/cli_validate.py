@@ -6,19 +6,19 @@ and trace files of runs (``validate TRACE... --fit-on/--holdout``, :mod:`.cli_va
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from speccascade.calibrate.reported import METRICS, ReportedSet, load_reported
 from speccascade.calibrate.reported_fit import BOUNDS, DESCRIPTION, NAME, Fit, LeaveOneOut, fit_factor, leave_one_out
 from speccascade.calibrate.reported_predict import Comparison, compare, summarize
 from speccascade.errors import InputError
+
+from .cli_text import dumps, safe
 
 
 def validate_command(
@@ -33,8 +33,10 @@ def validate_command(
     fit_on: str = typer.Option("rest", "--fit-on", help="Trace mode: configurations to fit on, "
                                                         "NAME[:knob=v...],... or all/rest."),
     holdout: str = typer.Option("rest", "--holdout", help="Trace mode: configurations to predict (or rest)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Trace mode: write PATH.png and PATH.svg (parity)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Trace mode: write DIR/validate.html."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Trace mode: the chip profile the traces ran "
+                                                                     "on, when their headers name none."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Trace mode: write PATH.png and PATH.svg (parity)."),
+    report: Optional[str] = typer.Option(None, "--report", help="Trace mode: write DIR/validate.html."),
     force: bool = typer.Option(False, "--force", help="Replace existing output files."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -48,13 +50,13 @@ def validate_command(
     if traces:
         from .cli_validate_traces import run_trace_validation
 
-        run_trace_validation(traces, fit_on, holdout, plot, report, force, json_output)
+        run_trace_validation(traces, fit_on, holdout, plot, report, force, json_output, hardware)
         return
     loaded = load_reported(reported)
     comparisons = compare(loaded, metric)
     fitted, loo = (fit_factor(comparisons), leave_one_out(comparisons)) if fit else (None, None)
     if json_output:
-        typer.echo(json.dumps(reported_json(loaded, comparisons, fitted, loo), indent=2))
+        typer.echo(dumps(reported_json(loaded, comparisons, fitted, loo)))
         return
     render_reported(loaded, comparisons, fitted, loo)
 
@@ -105,8 +107,8 @@ def _percent(value: float | None) -> str:
 def render_reported(loaded: ReportedSet, comparisons: list[Comparison], fitted: Fit | None = None,
                     loo: LeaveOneOut | None = None, console: Console | None = None) -> None:
     console = console or Console(width=170)
-    table = Table(title=f"speccascade validate --reported {loaded.path.name}"
-                        + (f"  ({escape(loaded.description)})" if loaded.description else ""))
+    table = Table(title=f"speccascade validate --reported {safe(loaded.path.name)}"
+                        + (f"  ({safe(loaded.description)})" if loaded.description else ""))
     for column in ("#", "record", "strategy", "hardware", "metric", "reported", "predicted", "rel. error"):
         table.add_column(column, justify="right" if column in ("#", "reported", "predicted", "rel. error") else "left")
     if loo is not None:
@@ -119,7 +121,7 @@ def render_reported(loaded: ReportedSet, comparisons: list[Comparison], fitted: 
         if not record.abstract and record.hardware is not None:
             hardware += f" x{record.chips}" + (f" (tp {record.tensor_parallel})"
                                                if record.tensor_parallel not in (None, record.chips) else "")
-        cells = [str(index), escape(record.name), record.strategy or "-", escape(hardware), comparison.metric,
+        cells = [str(index), safe(record.name), safe(record.strategy or "-"), safe(hardware), comparison.metric,
                  _figure(comparison.reported, comparison.metric)]
         if comparison.parts is None:
             cells += ["not modelled", "-"] + (["-", "-"] if loo is not None else [])
@@ -137,7 +139,7 @@ def render_reported(loaded: ReportedSet, comparisons: list[Comparison], fitted: 
                       f"max {100 * summary['max_rel_error']:.1f}%")
     for comparison in comparisons:
         if comparison.parts is None:
-            console.print(f"not modelled: {escape(comparison.record.name)}: {escape(comparison.record.unmodelled)}")
+            console.print(f"not modelled: {safe(comparison.record.name)}: {safe(comparison.record.unmodelled)}")
     if fitted is not None:
         error = f" +- {fitted.stderr:.3f}" if fitted.stderr is not None else ""
         bound = " (at its bound)" if fitted.at_bound else ""

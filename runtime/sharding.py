@@ -41,11 +41,12 @@ class ShardingRule:
 
 
 # The repository's transformer (runtime/models/transformer.py): weights stored [out, in]; int8 layers hold
-# q [out, in] and scale [out]; the tied embedding [vocab, d].
+# q [out, in] and scale [out]; the embedding [vocab, d] (also the output head when tied).
 TRANSFORMER_RULES = (
     ShardingRule(r"(qkv|gate_up)/(kernel|q|scale)$", 0),
     ShardingRule(r"(attn/out|mlp/down)/(kernel|q)$", 1),
     ShardingRule(r"embed/(embedding|q|scale)$", 0),
+    ShardingRule(r"^head/(kernel|q|scale)$", 0),      # an untied output head [vocab, d] (Llama's lm_head)
 )
 # cache k/v, one array per layer: keys [batch, kv_heads, positions, head_dim], values [batch, kv_heads, head_dim,
 # positions]

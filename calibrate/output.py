@@ -15,13 +15,15 @@ what was fitted.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speccascade.cli_text import dumps
 from speccascade.errors import InputError
+from speccascade.readers import read_json
+from speccascade.writers import OutputSet, atomic_write, output_dir
 from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.registry import forget_loaded, is_shipped_chip, load_toml_model, user_home
 
@@ -35,6 +37,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class Locations:
     profile: Path
     directory: Path  # acceptance.json and calibration.json
+    replaces: bool = False  # under the home: a previous calibration of this name is replaced
 
     @property
     def acceptance(self) -> Path:
@@ -54,7 +57,9 @@ def locations(name: str, out: str | Path | None) -> Locations:
     if not NAME_PATTERN.match(name) or name.endswith(".toml"):
         raise InputError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (no path, no .toml)")
     if out is not None:
-        directory = Path(out).expanduser()
+        if str(out).strip() == "":
+            raise InputError("--out: empty folder name (give a folder such as --out calibration)")
+        directory = output_dir(Path(out).expanduser())
         return Locations(directory / f"{name}.toml", directory)
     if is_shipped_chip(name):
         raise InputError(f"--name {name}: a shipped chip profile has that name; calibration writes a new profile "
@@ -65,18 +70,27 @@ def locations(name: str, out: str | Path | None) -> Locations:
         if existing.corrections.provenance is None:
             raise InputError(f"--name {name}: {profile} is a profile that is not a calibration (a probe's?); "
                              f"calibration does not replace it, choose another name")
-    return Locations(profile, calibrations_home() / name)
+    return Locations(profile, calibrations_home() / name, replaces=True)
 
 
-def write_profile(profile: ChipProfile, path: Path, header: str = "") -> Path:
-    """Write ``profile`` as TOML and check that it reads back identical."""
+def profile_text(profile: ChipProfile, header: str = "") -> str:
     import tomli_w
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     comments = "".join(f"# {line}\n" for line in header.splitlines())
-    path.write_text(comments + tomli_w.dumps(profile.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
-    if load_toml_model(path, ChipProfile) != profile:
-        raise RuntimeError(f"{path}: the written profile does not read back identical")  # a bug, not user input
+    return comments + tomli_w.dumps(profile.model_dump(mode="json", exclude_none=True))
+
+
+def _write_checked_profile(profile: ChipProfile, temporary: Path, header: str) -> None:
+    """Write the TOML to ``temporary`` and check that it reads back identical (before it takes its name)."""
+    temporary.write_text(profile_text(profile, header), encoding="utf-8")
+    if load_toml_model(temporary, ChipProfile) != profile:
+        raise RuntimeError(f"{temporary}: the written profile does not read back identical")  # a bug, not input
+
+
+def write_profile(profile: ChipProfile, path: Path, header: str = "", *, force: bool = False) -> Path:
+    """Write ``profile`` as TOML (atomically; an existing file is kept unless ``force``) and check that it reads
+    back identical."""
+    atomic_write(path, lambda temporary: _write_checked_profile(profile, temporary, header), force=force)
     forget_loaded()  # a profile of this name may have been loaded by name before in this process
     return path
 
@@ -132,7 +146,8 @@ def _hardware_argument(name: str, where: Locations | None) -> str | None:
     return name if where.profile == user_home() / "chips" / f"{name}.toml" else str(where.profile)
 
 
-def fit_and_write_acceptance(calibration: Calibration, path: Path) -> dict[str, Any]:
+def fit_and_write_acceptance(calibration: Calibration, path: Path, outputs: OutputSet | None = None
+                             ) -> dict[str, Any]:
     """Fit acceptance per drafter->verifier pair with ``speccascade.calibrate.acceptance`` and write it to ``path``;
     returns {"file", "lines"} or, when that module is absent or the traces hold no steps to fit, {"file": None,
     "message"}."""
@@ -145,22 +160,32 @@ def fit_and_write_acceptance(calibration: Calibration, path: Path) -> dict[str, 
         fitted = fit_acceptance(list(calibration.traces))
     except InputError as error:
         return {"file": None, "message": f"acceptance not fitted: {error}"}
-    written = fitted.write(path)
+    if outputs is None:
+        atomic_write(path, fitted.write)
+    else:
+        outputs.write(path, fitted.write)
     lines = fitted.lines() if hasattr(fitted, "lines") else []
-    return {"file": str(written), "lines": list(lines)}
+    return {"file": str(path), "lines": list(lines)}
 
 
-def write_calibration(calibration: Calibration, where: Locations, acceptance: bool = True) -> dict[str, Any]:
-    """Write the profile, the acceptance file and the report; returns the report."""
+def write_calibration(calibration: Calibration, where: Locations, acceptance: bool = True, *,
+                      force: bool = False) -> dict[str, Any]:
+    """Write the profile, the acceptance file and the report; returns the report. Every name is checked before
+    anything is written (with ``--out DIR`` an existing file is kept unless ``force``; under the home a previous
+    calibration of the name is replaced, see :func:`locations`), each file is atomic, and a failure removes what
+    was written."""
     header = (f"Chip profile '{calibration.name}' written by `speccascade calibrate` on {calibration.date_utc}.\n"
               f"Peaks are the input profile's ('{calibration.device.chip.name}'); [corrections] were fitted to "
               f"{calibration.fit.residuals.points} forward records.\n"
               f"Use: speccascade predict --hardware {_hardware_argument(calibration.name, where)}")
-    write_profile(calibration.profile, where.profile, header)
-    where.directory.mkdir(parents=True, exist_ok=True)
-    accepted = fit_and_write_acceptance(calibration, where.acceptance) if acceptance else None
-    document = report(calibration, where, accepted)
-    where.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    replace = force or where.replaces
+    paths = [where.profile, where.report] + ([where.acceptance] if acceptance else [])
+    with OutputSet(paths, force=replace) as outputs:
+        outputs.write(where.profile, lambda temporary: _write_checked_profile(calibration.profile, temporary, header))
+        accepted = fit_and_write_acceptance(calibration, where.acceptance, outputs) if acceptance else None
+        document = report(calibration, where, accepted)
+        outputs.write(where.report, lambda temporary: temporary.write_text(dumps(document) + "\n", encoding="utf-8"))
+    forget_loaded()  # a profile of this name may have been loaded by name before in this process
     return document
 
 
@@ -169,8 +194,10 @@ def stored_calibrations() -> list[dict[str, Any]]:
     found = []
     for path in sorted(calibrations_home().glob("*/calibration.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            data = read_json(path)
+        except InputError:
+            continue
+        if not isinstance(data, dict):
             continue
         found.append({"name": data.get("name"), "profile": data.get("profile"), "date_utc": data.get("date_utc"),
                       "traces": [t.get("path") for t in data.get("traces", [])],

@@ -14,13 +14,13 @@ dropped silently.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from speccascade.costmodel.placement import Resident, place
 from speccascade.errors import InputError
+from speccascade.readers import loads_strict, read_bytes, read_text
 from speccascade.hardware.chip import ChipProfile, TraceSource
 from speccascade.hardware.model import ModelProfile
 from speccascade.traces import Trace, read_traces
@@ -75,7 +75,7 @@ def load_traces(paths: Sequence[str | Path]) -> list[Trace]:
 
 def trace_source(trace: Trace) -> TraceSource:
     """Path, SHA-256 and header identity of a trace file (provenance)."""
-    digest = hashlib.sha256(trace.path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(read_bytes(trace.path, "trace")).hexdigest()
     return TraceSource(path=str(trace.path), sha256=digest, run_id=trace.header.run_id,
                        created_utc=trace.header.created_utc)
 
@@ -83,10 +83,14 @@ def trace_source(trace: Trace) -> TraceSource:
 def record_lines(trace: Trace) -> dict[str, list[int]]:
     """Line numbers of the trace's records by kind, in file order (the reader keeps that order per kind)."""
     lines: dict[str, list[int]] = {}
-    for number, line in enumerate(trace.path.read_text(encoding="utf-8").split("\n"), start=1):
+    for number, line in enumerate(read_text(trace.path, "trace").split("\n"), start=1):
         if not line.strip() or number == trace.dropped_partial_line:
             continue
-        kind = json.loads(line).get("kind", "?")
+        try:
+            value = loads_strict(line)
+        except (ValueError, RecursionError):  # the file changed since it was read and validated
+            raise InputError(f"{trace.path}:{number}: malformed trace record (the file changed while read)") from None
+        kind = value.get("kind", "?") if isinstance(value, dict) else "?"
         lines.setdefault(kind, []).append(number)
     return lines
 

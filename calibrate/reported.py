@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from speccascade import strategies as registry
 from speccascade.costmodel.config import HeadsAccuracy
 from speccascade.errors import InputError
 from speccascade.readers import read_json
+from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH, MAX_K, MAX_TREE_NODES
+from speccascade.schema import Schema
 from speccascade.strategies import StrategyName
 
 Metric = Literal["speedup", "ms_per_token", "tokens_per_s"]
@@ -44,8 +46,8 @@ METRICS: tuple[str, ...] = ("speedup", "ms_per_token", "tokens_per_s")
 Probability = Field(default=None, ge=0.0, le=1.0)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(Schema):  # finite numbers, no booleans for numbers (speccascade/schema.py)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Reported(_Frozen):
@@ -69,17 +71,17 @@ class ReportedRecord(_Frozen):
     source: str
     unmodelled: str | None = None        # why the cost model cannot predict this row (kept, not predicted)
     hardware: str | None = None          # chip profile name or path
-    chips: int = Field(default=1, ge=1)  # chips used
-    tensor_parallel: int | None = Field(default=None, ge=1)  # chips one target is split over (default: chips)
+    chips: int = Field(default=1, ge=1, le=MAX_CHIPS)  # chips used
+    tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_CHIPS)  # chips one target is split over (default: chips)
     strategy: StrategyName | None = None
     target: str | None = None
     draft: str | None = None
     tiny: str | None = None
-    k: int | None = Field(default=None, ge=1, le=256)
+    k: int | None = Field(default=None, ge=1, le=MAX_K)
     k_tiny: int | None = Field(default=None, ge=1, le=64)
-    filter_width: int | None = Field(default=None, ge=1)
-    tree_nodes: int | None = Field(default=None, ge=0)
-    verify_tokens: int | None = Field(default=None, ge=1)  # heads: tokens of the tree verification (nodes + 1)
+    filter_width: int | None = Field(default=None, ge=1, le=MAX_FILTER_WIDTH)
+    tree_nodes: int | None = Field(default=None, ge=0, le=MAX_TREE_NODES)
+    verify_tokens: int | None = Field(default=None, ge=1, le=MAX_TREE_NODES + 1)  # heads: tokens of the tree verification (nodes + 1)
     alpha: float | None = Probability
     alpha_tiny: float | None = Probability
     gammas: list[float] | None = Field(default=None, min_length=3, max_length=3)
@@ -89,8 +91,8 @@ class ReportedRecord(_Frozen):
     c: float | None = Field(default=None, ge=0.0)
     c_tiny: float | None = Field(default=None, ge=0.0)
     verify_cost: float | None = Field(default=None, gt=0.0)
-    batch: int = Field(default=1, ge=1)
-    context: int = Field(default=1024, ge=0)
+    batch: int = Field(default=1, ge=1, le=MAX_BATCH)
+    context: int = Field(default=1024, ge=0, le=MAX_CONTEXT)
     reported: Reported
     compare: Metric | None = None        # which reported figure to compare (default: the first of METRICS given)
     assumed: list[str] = Field(default_factory=list)  # fields the source does not state (chosen here)

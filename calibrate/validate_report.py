@@ -13,7 +13,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from speccascade.writers import OutputSet, output_dir
+from speccascade.errors import InputError
+from speccascade.writers import OutputSet, check_new_file, output_dir
 
 from .validate_traces import Validation
 
@@ -42,9 +43,25 @@ def parity_figure(validation: Validation) -> Figure:
     return figure
 
 
-def write_plot(validation: Validation, path: Path, *, force: bool = False) -> list[Path]:
+def plot_paths(path: str | Path) -> list[Path]:
+    """PATH.png and PATH.svg (a given .png/.svg suffix replaced); an empty path is refused in one line."""
+    if path is None or str(path).strip() in ("", "."):
+        raise InputError("--plot: empty file name (give a path such as --plot parity)")
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
+    return [stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.svg")]
+
+
+def report_path(directory: str | Path) -> Path:
+    """DIR/validate.html (the folder checked, and made if missing)."""
+    return output_dir(directory) / "validate.html"
+
+
+def write_plot(validation: Validation, path: str | Path, *, force: bool = False) -> list[Path]:
+    paths = plot_paths(path)
+    for target in paths:
+        check_new_file(target, force=force)
     figure = parity_figure(validation)
-    paths = [path.with_suffix(".png"), path.with_suffix(".svg")]
     with OutputSet(paths, force=force) as outputs:
         for target, fmt in zip(paths, ("png", "svg")):
             outputs.write(target, lambda temporary, fmt=fmt: figure.savefig(temporary, format=fmt, dpi=120))
@@ -96,9 +113,8 @@ rms {validation.forward_residual_rms:.1%}.</p>
 """
 
 
-def write_report(validation: Validation, directory: Path, *, force: bool = False) -> Path:
-    directory = output_dir(directory)
-    target = directory / "validate.html"
+def write_report(validation: Validation, directory: str | Path, *, force: bool = False) -> Path:
+    target = report_path(directory)
     with OutputSet([target], force=force) as outputs:
         outputs.write(target, lambda temporary: temporary.write_text(page(validation), encoding="utf-8"))
     return target

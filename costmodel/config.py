@@ -15,16 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from speccascade import strategies as registry
 from speccascade.acceptance_file import AcceptanceFile, fill_config, load_acceptance
 from speccascade.errors import InputError
-from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH, MAX_K, MAX_TREE_NODES
+from speccascade.limits import (MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_COST_RATIO, MAX_FILTER_WIDTH, MAX_K,
+                                MAX_TREE_NODES)
 from speccascade.strategies import StrategyNameOrAuto
 from speccascade.readers import read_json, read_toml, validation_message
+from speccascade.schema import Schema
 
 from .tree import marginal_from_cumulative, validate_accuracies
 
 Probability = Field(default=None, ge=0.0, le=1.0)
 
 
-class HeadsAccuracy(BaseModel):
+class HeadsAccuracy(Schema):
     """Per-head top-k accuracies: ``heads[h][r]`` for head h+1 and rank r (cumulative top-(r+1) when cumulative)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
@@ -78,14 +80,14 @@ class PredictConfig(BaseModel):
     gamma_draft_given_tiny: float = Field(default=0.85, ge=0.0, le=1.0)     # gamma_1|0
     gamma_target_given_draft: float | None = Probability                   # gamma_2|1 (default: alpha)
     gamma_total: float | None = Probability  # filtered: measured gamma_0 gamma_1|0 gamma_2|1 (replaces the product)
-    c: float | None = Field(default=None, ge=0.0)          # abstract: draft / target cost per forward
-    c_tiny: float | None = Field(default=None, ge=0.0)     # abstract: tiny / target cost per forward
+    c: float | None = Field(default=None, ge=0.0, le=MAX_COST_RATIO)       # abstract: draft / target cost per forward
+    c_tiny: float | None = Field(default=None, ge=0.0, le=MAX_COST_RATIO)  # abstract: tiny / target cost per forward
     batch: int = Field(default=1, ge=1, le=MAX_BATCH)
     context: int = Field(default=1024, ge=0, le=MAX_CONTEXT)
     combine: Literal["max", "sum"] = "max"
     heads_accuracy: HeadsAccuracy | None = None
     tree_nodes: int = Field(default=63, ge=0, le=MAX_TREE_NODES)
-    verify_cost: float | None = Field(default=None, gt=0.0)  # heads: tree verification / one decode step
+    verify_cost: float | None = Field(default=None, gt=0.0, le=MAX_COST_RATIO)  # heads: tree verification / one decode step
     onchip_weights: bool = True  # allow weights in on-chip memory (VMEM, L2) when they fit (the seed's eq. 4)
     # measured acceptance (speccascade.acceptance_file): fills alpha, alpha_tiny and gamma_total where no setting
     # of them is given; not dumped (the filled values are)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speccascade.errors import InputError
+from speccascade.limits import MAX_TREE_NODES
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,15 @@ def validate_accuracies(accuracies: list[list[float]]) -> list[list[float]]:
 
 def build_tree(accuracies: list[list[float]], nodes: int) -> CandidateTree:
     """The candidate tree of ``nodes`` nodes maximizing expected tokens per step (best-first, see module doc)."""
+    if not 0 <= nodes <= MAX_TREE_NODES:  # checked first: the tree is built node by node
+        raise InputError(f"tree nodes must lie in [0, {MAX_TREE_NODES}] (speccascade.limits.MAX_TREE_NODES), "
+                         f"got {nodes}")
     given = validate_accuracies(accuracies)
-    orders = [np.argsort(-np.asarray(row), kind="stable") for row in given]
-    accuracies = [[row[index] for index in order] for row, order in zip(given, orders)]
-    if nodes < 0:
-        raise InputError(f"tree nodes must be >= 0, got {nodes}")
-    heads = len(accuracies)
+    heads = len(given)
+    usable = given[:max(nodes, 1)]  # a tree of N nodes is at most N deep
+    orders = [np.argsort(-np.asarray(row), kind="stable") for row in usable]
+    accuracies = [[row[index] for index in order] for row, order in zip(usable, orders)]
+    searched = len(accuracies)
     paths: list[tuple[int, ...]] = []
     values: list[float] = []
     frontier: list[tuple[float, int, tuple[int, ...]]] = [(-accuracies[0][0], 0, (0,))]
@@ -93,10 +97,12 @@ def build_tree(accuracies: list[list[float]], nodes: int) -> CandidateTree:
         if rank + 1 < len(accuracies[depth - 1]):          # next sibling
             heapq.heappush(frontier, (-parent_value * accuracies[depth - 1][rank + 1], counter, path[:-1] + (rank + 1,)))
             counter += 1
-        if depth < heads:                                  # first child
+        if depth < searched:                               # first child
             heapq.heappush(frontier, (-value * accuracies[depth][0], counter, path + (0,)))
             counter += 1
     if len(paths) < nodes:
-        raise InputError(f"only {len(paths)} candidate nodes exist for {heads} heads with "
-                         f"{[len(row) for row in accuracies]} ranks; asked for {nodes}")
+        ranks = [len(row) for row in accuracies]
+        shown = f"{ranks}" if len(ranks) <= 8 else f"[{', '.join(map(str, ranks[:8]))}, ...]"
+        raise InputError(f"only {len(paths)} candidate nodes exist for {heads} heads with {shown} ranks; "
+                         f"asked for {nodes}")
     return CandidateTree(tuple(paths), tuple(values), heads)

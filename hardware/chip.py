@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from speccascade.schema import Schema
 
 DType = Literal["fp32", "bf16", "fp16", "int8", "int4"]
 DTYPES: tuple[str, ...] = DType.__args__
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(Schema):  # finite numbers, no booleans for numbers (speccascade/schema.py)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class MemoryLevel(_Frozen):

@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import ConfigDict, Field, model_serializer, model_validator
+
+from speccascade.schema import Schema
 
 BYTES_PER_PARAM: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 KV_BYTES_PER_VALUE = 2.0  # bf16 KV cache
 
 
-class ModelProfile(BaseModel):
+class ModelProfile(Schema):
     """Architecture of one model.
 
     ``architecture = "decoder"``: a decoder-only transformer. ``"projection"``: the seed paper's Tiny model,
@@ -29,7 +31,7 @@ class ModelProfile(BaseModel):
     scaled by sqrt(d_model). The cost model reads none of them.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # finite numbers only
 
     name: str
     family: str = ""

@@ -195,10 +195,16 @@ def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
 
 
 # --- the probe ------------------------------------------------------------------------------------------
+def check_name(name: str) -> str:
+    """A profile name must be a plain file name (no path, no markup)."""
+    if not NAME_PATTERN.match(name):
+        raise InputError(f"profile name {name!r} must be letters, digits, '.', '_' or '-'")
+    return name
+
+
 def probe(name: str = "local", quick: bool = False) -> ChipProfile:
     """Measure JAX's default device on this machine; return it as a validated :class:`ChipProfile`."""
-    if not NAME_PATTERN.match(name):
-        raise InputError(f"profile name '{name}' must be letters, digits, '.', '_' or '-'")
+    check_name(name)
     import jax
 
     settings = QUICK if quick else FULL
@@ -317,13 +323,42 @@ def cached_profile(name: str = "local", device: str | None = None) -> ChipProfil
     return profile
 
 
-def write_profile(profile: ChipProfile, path: Path) -> Path:
-    """Write ``profile`` as TOML (tomli_w) with a header comment; returns the path written."""
+PROBE_SOURCE = "measured by speccascade hardware probe"
+
+
+def probe_output(name: str, output: str | Path | None = None, *, force: bool = False) -> Path:
+    """Where a probe of ``name`` writes, checked before anything is measured: ``output`` (an existing file there
+    is kept unless ``force``) or ``$SPECCASCADE_HOME/chips/NAME.toml``, where a profile an earlier probe wrote is
+    replaced (the probe refreshes its own measurement) and anything else (a calibration, a user's own file) is kept
+    unless ``force``."""
+    from speccascade.writers import check_new_file
+
+    from .registry import load_toml_model
+
+    if output is not None:
+        if str(output).strip() == "":
+            raise InputError("--output: empty file name")
+        return check_new_file(Path(output), force=force)
+    path = default_output(check_name(name))
+    if path.exists() and not force:
+        try:
+            previous = load_toml_model(path, ChipProfile)
+        except InputError:
+            previous = None
+        if previous is None or not previous.corrections.source.startswith(PROBE_SOURCE):
+            raise InputError(f"{path}: exists and was not written by a probe; refusing to overwrite it (use "
+                             "--force, another --name, or --output FILE)")
+    return check_new_file(path, force=True)
+
+
+def write_profile(profile: ChipProfile, path: Path, *, force: bool = True) -> Path:
+    """Write ``profile`` as TOML (tomli_w) with a header comment, atomically; returns the path written. The CLI
+    decides about replacing with :func:`probe_output` first; ``force=False`` keeps an existing file."""
     import tomli_w
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from speccascade.writers import write_text
+
     header = (f"# Chip profile '{profile.name}' written by `speccascade hardware probe`.\n"
               "# Every number was measured on this machine; each `source` field says how and when.\n")
-    path.write_text(header + tomli_w.dumps(profile.model_dump(mode="json", exclude_none=True)))
-    return path
+    return write_text(Path(path), header + tomli_w.dumps(profile.model_dump(mode="json", exclude_none=True)),
+                      force=force)

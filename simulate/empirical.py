@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from speccascade.errors import InputError
+from speccascade.readers import MAX_DEPTH, check_nesting, loads_strict, read_text
 from speccascade.strategies import canonical
 
 from .policies import is_fixed, leading_true
@@ -140,34 +141,45 @@ def _trace_outcomes(path: Path, pair: str, strategy: str | None) -> EmpiricalDat
 def load_empirical(path: str | Path, pair: str = "draft->target", strategy: str | None = None) -> EmpiricalData:
     """Read a JSON, JSONL or runtime-trace recording (``pair`` selects a trace's drafter->verifier pair,
     ``strategy`` its steps of one strategy, by registry name or alias); any problem is one :class:`InputError`
-    line naming the file (and line)."""
+    line naming the file (and line). The file goes through the input layer (:mod:`speccascade.readers`: a regular
+    file within the trace size limit, UTF-8, strict JSON with bounded nesting and integers); a file whose first
+    record is a trace record (``kind`` header/step/forward/compile) is read as a runtime trace by
+    :func:`speccascade.traces.read_trace`, with that reader's checks and messages."""
+    from speccascade.traces import RECORD_KINDS
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (IsADirectoryError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read as text ({error.__class__.__name__})") from None
+    text = read_text(path, "trace")
     if not text.strip():
         raise InputError(f"{path}: empty file (no recorded tokens)")
+    first = next(line for line in text.splitlines() if line.strip())
+    if _is_trace_record(_try_json(first), RECORD_KINDS):
+        return _trace_outcomes(path, pair, strategy)
     try:
-        return parse_empirical(json.loads(text), str(path))
+        whole = loads_strict(text)
     except json.JSONDecodeError:
-        pass
+        pass                               # not one JSON document: JSON Lines
+    except RecursionError:
+        raise InputError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:            # an integer too long, NaN/Infinity
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    else:
+        return parse_empirical(check_nesting(whole, str(path)), str(path))
     records, lines = [], text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append((number, json.loads(line)))
+            records.append((number, check_nesting(loads_strict(line), f"{path}:{number}")))
         except json.JSONDecodeError as error:
             if number == len(lines) and not text.endswith("\n") and records:
                 break                      # a partial last line: a recording killed mid-write keeps the rest
             raise InputError(f"{path}:{number}: not valid JSON or JSONL ({error.msg})") from None
-    from speccascade.traces import RECORD_KINDS
-
-    if any(isinstance(value, dict) and value.get("kind") in RECORD_KINDS for _, value in records):
-        return _trace_outcomes(path, pair, strategy)
+        except RecursionError:
+            raise InputError(f"{path}:{number}: nested deeper than {MAX_DEPTH} levels") from None
+        except ValueError as error:
+            raise InputError(f"{path}:{number}: not valid JSON ({error})") from None
+    if any(_is_trace_record(value, RECORD_KINDS) for _, value in records):
+        return _trace_outcomes(path, pair, strategy)  # trace records after other lines: the trace reader says why
     kinds, sequences = set(), []
     for number, value in records:
         kind, found = _classify(value, f"{path}:{number}")
@@ -177,6 +189,17 @@ def load_empirical(path: str | Path, pair: str = "draft->target", strategy: str 
     if len(kinds) > 1:
         raise InputError(f"{path}: mixes 'outcomes' and 'betas' records; give one kind per file")
     return _build(kinds.pop() if kinds else _infer(sequences), sequences, str(path))
+
+
+def _try_json(line: str):
+    try:
+        return loads_strict(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _is_trace_record(value: Any, kinds: tuple[str, ...]) -> bool:
+    return isinstance(value, dict) and value.get("kind") in kinds
 
 
 def _runs_of_ones(stream: np.ndarray) -> np.ndarray:

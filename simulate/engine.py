@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speccascade.errors import InputError
+from speccascade.limits import MAX_REQUEST_TOKENS, MAX_SIMULATED_STEPS
 
 from .requests import RequestCutter
 from .steps import StepModel
@@ -130,10 +131,10 @@ def run(model: StepModel, steps: int, seed: int = 0, *, tokens_per_request: int 
     ``CHUNK_ELEMENTS`` numbers. ``progress``: True / False / None (auto: a bar for runs projected over 2 s on a
     terminal). ``threads``: worker threads for the two streams (default: 2 if the machine has 2 cores).
     """
-    if steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}")
-    if tokens_per_request < 1:
-        raise InputError(f"tokens per request must be >= 1, got {tokens_per_request}")
+    if not 1 <= steps <= MAX_SIMULATED_STEPS:
+        raise InputError(f"steps must lie in [1, {MAX_SIMULATED_STEPS:,}], got {steps}")
+    if not 1 <= tokens_per_request <= MAX_REQUEST_TOKENS:
+        raise InputError(f"tokens per request must lie in [1, {MAX_REQUEST_TOKENS:,}], got {tokens_per_request}")
     lanes = _lane_count(model, steps, tokens_per_request)
     split = np.array_split(np.arange(lanes), STREAMS)
     total_rows = math.ceil(steps / lanes)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from speccascade.errors import InputError
 from speccascade.writers import OutputSet, check_new_file
 
 from .result import SimulationResult
@@ -16,7 +17,11 @@ FORMATS = ("png", "svg")
 
 def plot_paths(path: str | Path) -> list[Path]:
     """PATH.png and PATH.svg (a given .png/.svg suffix is replaced, so both formats are always written)."""
+    if path is None or str(path).strip() in ("", "."):
+        raise InputError("--plot: empty file name (give a path such as --plot out/histogram)")
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise InputError(f"--plot {path}: names a folder; give a file name such as {path / 'histogram'}")
     stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
     return [stem.with_name(f"{stem.name}.{extension}") for extension in FORMATS]
 

@@ -36,7 +36,12 @@ class TreeAcceptance:
 
     def __post_init__(self) -> None:
         depth = self.tree.depth
-        base = max(len(row) for row in self.accuracies[:max(depth, 1)]) + 2   # digit rank + 1; len + 1 = miss
+        # ranks beyond the tree's largest at a level are misses either way: keep only the ranks the tree uses (a
+        # head with a million ranks must not cost a million passes per level)
+        used = [max((path[level] for path in self.tree.paths if len(path) > level), default=0) + 1
+                for level in range(depth)]
+        rows = [row[:count] for row, count in zip(self.accuracies, used)] or [self.accuracies[0][:1]]
+        base = max(len(row) for row in rows) + 2   # digit rank + 1; len + 1 = miss
         if depth and base ** depth >= 2**62:
             raise InputError(f"tree too deep to encode ({depth} levels of {base - 1} ranks)")
         members = []
@@ -49,8 +54,7 @@ class TreeAcceptance:
                 members.append(("table", table))
             else:
                 members.append(("sorted", codes))
-        cumulative = [np.cumsum(np.asarray(row, dtype=np.float64)).astype(np.float32)
-                      for row in self.accuracies[:depth]]
+        cumulative = [np.cumsum(np.asarray(row, dtype=np.float64)).astype(np.float32) for row in rows[:depth]]
         object.__setattr__(self, "_base", base)
         object.__setattr__(self, "_members", members)
         object.__setattr__(self, "_cumulative", cumulative)

@@ -29,10 +29,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError
 from .readers import read_json, validation_message
+from .schema import Schema
 
 __all__ = ["ACCEPTANCE_VERSION", "PARAMETERS", "AcceptanceEntry", "AcceptanceFile", "MarkovFit", "PositionalFit",
            "Provenance", "Skipped", "TraceSource", "applied", "applied_line", "fill_config", "load_acceptance",
@@ -43,8 +44,8 @@ PARAMETERS = ("alpha", "alpha_tiny", "gamma_total")  # the scalar acceptance par
 Interval = tuple[float, float]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(Schema):  # finite numbers, no booleans for numbers (speccascade/schema.py)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class TraceSource(_Frozen):

@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from speccascade.errors import InputError
 from speccascade.readers import validation_message
 
+from .cli_text import dumps, one_line, safe_lines  # noqa: F401 (one_line: public here too)
+
 from .cli_hardware import app as hardware_app
 from .cli_runtime import app as runtime_app
 from .cli_predict import register as register_predict
@@ -43,8 +45,6 @@ def strategies_command(json_output: bool = typer.Option(False, "--json", help="P
                        markdown: bool = typer.Option(False, "--markdown", help="Print docs/strategies.md's "
                                                                                  "generated block.")) -> None:
     """List the registered strategies: aliases, roles, knobs, pairs and step shapes (the one vocabulary)."""
-    import json
-
     from . import strategies as registry
     from .strategies_doc import describe, markdown as markdown_text, shape_lines
 
@@ -52,31 +52,26 @@ def strategies_command(json_output: bool = typer.Option(False, "--json", help="P
         typer.echo(markdown_text(), nl=False)
         return
     if json_output:
-        typer.echo(json.dumps([describe(spec) for spec in registry.REGISTRY.values()], indent=2))
+        typer.echo(dumps([describe(spec) for spec in registry.REGISTRY.values()]))
         return
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="speccascade strategies (speccascade/strategies.py)")
     for column in ("strategy", "aliases", "roles", "knobs", "pairs", "step shape", "runtime"):
         table.add_column(column)
     for spec in registry.REGISTRY.values():
-        table.add_row(spec.name, ", ".join(spec.aliases), ", ".join(spec.roles),
-                      ", ".join(f"{k.name}={k.default}" for k in spec.knobs),
-                      ", ".join(f"{p.name}: {p.parameter}" for p in spec.pairs),
-                      escape("\n".join(shape_lines(spec))), "yes" if spec.runtime else "-")
+        table.add_row(*(safe_lines(cell) for cell in (
+            spec.name, ", ".join(spec.aliases), ", ".join(spec.roles),
+            ", ".join(f"{k.name}={k.default}" for k in spec.knobs),
+            ", ".join(f"{p.name}: {p.parameter}" for p in spec.pairs),
+            "\n".join(shape_lines(spec)), "yes" if spec.runtime else "-")))
     Console(width=200).print(table)
 
 
 # optional dependency (top-level module) -> the extra that installs it
 EXTRAS = {"jax": "runtime", "jaxlib": "runtime", "flax": "runtime", "optax": "runtime", "safetensors": "runtime",
           "pyarrow": "tables", "transformers": "reference", "tokenizers": "runtime", "hypothesis": "test"}
-
-
-def one_line(text: str) -> str:
-    """``text`` as one printable line: control characters (escapes, newlines) shown escaped, never sent raw."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -109,14 +104,25 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(argv: list[str]) -> None:
+    from speccascade.writers import Transaction
+
     try:
-        app(args=argv, standalone_mode=False)
+        with Transaction():  # a failing command leaves none of the files it wrote (speccascade/writers.py)
+            code = app(args=argv, standalone_mode=False)
+            if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+                raise SystemExit(code)  # typer.Exit(code) comes back as a return value here
     except InputError as error:
         fail(str(error))
     except ValidationError as error:
         fail(validation_message(error))
     except FileNotFoundError as error:
         fail(f"file not found: {error.filename}")
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as error:
+        fail(f"{error.filename or 'a file'}: {error.strerror or error.__class__.__name__}")
+    except OSError as error:
+        if error.filename is None:
+            raise
+        fail(f"{error.filename}: {error.strerror or error.__class__.__name__}")
     except (typer.Abort, KeyboardInterrupt):
         fail("aborted")
     except typer.Exit as exit_:

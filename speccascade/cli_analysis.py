@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,6 @@ import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from speccascade.acceptance_file import AcceptanceFile
@@ -22,6 +20,7 @@ from speccascade.costmodel.search.optimize import Candidate, OptimizeRequest, Op
 from speccascade.errors import InputError
 
 from .cli_options import config_options
+from .cli_text import dumps, safe
 
 
 def _numbers(text: str | None, flag: str, kind=float) -> list | None:
@@ -89,7 +88,7 @@ def optimize_command(
     acceptance: Optional[Path] = typer.Option(None, "--acceptance", help="Acceptance file (JSON, from `speccascade "
                                               "calibrate`): fills --alpha, --alpha-tiny and the filtered cascade's "
                                               "filter pass (given flags win)."),
-    write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write the shown configurations as "
+    write_config: Optional[str] = typer.Option(None, "--write-config", help="Write the shown configurations as "
                                                 "DIR/rank-N.toml, the --config files predict, simulate and runtime "
                                                 "bench take."),
     force: bool = typer.Option(False, "--force", help="Replace existing rank-N.toml files."),
@@ -132,14 +131,14 @@ def optimize_command(
 
         written = write_configs(result, write_config, force=force)
     if json_output:
-        typer.echo(json.dumps(result.to_json() | ({"acceptance": notes} if acceptance is not None else {})
-                              | ({"written": [str(path) for path in written]} if written else {}), indent=2))
+        typer.echo(dumps(result.to_json() | ({"acceptance": notes} if acceptance is not None else {})
+                         | ({"written": [str(path) for path in written]} if written else {})))
         return
     render_optimize(result)
     for path in written:
-        _console().print(f"wrote {escape(str(path))}")
+        _console().print(f"wrote {safe(path)}")
     for note in notes:
-        _console().print(note)
+        _console().print(safe(note))
 
 
 def acceptance_fields(document: AcceptanceFile, alpha: float | None, alpha_tiny: float | None,
@@ -181,13 +180,13 @@ def render_optimize(result: OptimizeResult, console: Console | None = None) -> N
     unit = result.best.units
     where = (f"abstract: alpha {request.alpha}, c {request.c}" if request.abstract
              else f"{request.hardware}, target {request.target}, context {request.context}")
-    table = Table(title=f"speccascade optimize ({where}; objective {request.objective}; "
-                        f"{result.configurations:,} configurations)")
+    table = Table(title=safe(f"speccascade optimize ({where}; objective {request.objective}; "
+                             f"{result.configurations:,} configurations)"))
     top = result.top()
     hardware = not request.abstract
     cells = {
-        "#": lambda rank, ch: str(rank), "strategy": lambda rank, ch: ch.structure.strategy,
-        "draft": lambda rank, ch: ch.structure.draft or "-", "tiny": lambda rank, ch: ch.structure.tiny or "-",
+        "#": lambda rank, ch: str(rank), "strategy": lambda rank, ch: safe(ch.structure.strategy),
+        "draft": lambda rank, ch: safe(ch.structure.draft or "-"), "tiny": lambda rank, ch: safe(ch.structure.tiny or "-"),
         "m": lambda rank, ch: str(ch.structure.filter_width or "-"), "chips": lambda rank, ch: str(ch.structure.chips),
         "batch": lambda rank, ch: str(ch.structure.batch), "K": lambda rank, ch: str(ch.k or "-"),
         "k_tiny": lambda rank, ch: str(ch.k_tiny or "-"),
@@ -215,23 +214,25 @@ def render_optimize(result: OptimizeResult, console: Console | None = None) -> N
         for column in ("configuration", "K", "ms/token", "reason", "why"):
             why.add_column(column)
         for choice, reason, message in losers:
-            why.add_row(choice.structure.label(), str(choice.k or "-"), f"{choice.ms_per_token:.3f}", reason, message)
+            why.add_row(safe(choice.structure.label()), str(choice.k or "-"), f"{choice.ms_per_token:.3f}", safe(reason),
+                        safe(message))
         console.print(why)
     for group in result.infeasible():
-        console.print(f"[red]{group['reason']}[/red]: {group['structures']} structure(s) at chips {group['chips']}, "
-                      f"batch {group['batch']} cannot run, e.g. {group['example']}")
+        console.print(f"[red]{safe(group['reason'])}[/red]: " + safe(
+            f"{group['structures']} structure(s) at chips {group['chips']}, batch {group['batch']} cannot run, "
+            f"e.g. {group['example']}"))
     closed = result.extras.get("closed_form")
     if closed and "optimal_k" in closed:
         optimum = closed["optimal_k"]
         k_star = optimum["k_continuous"]
         console.print(f"Lambert-W optimum: K* = {k_star if k_star is None else round(k_star, 4)} -> best integer "
                       f"K = {optimum['k']} (speedup {optimum['speedup']:.4f}x)")
-        console.print(f"  K* = {optimum['formula']}")
+        console.print(f"  K* = {safe(optimum['formula'])}")
         console.print(f"break-even: alpha > {closed['break_even']['alpha_min']:.4g} (at K = "
                       f"{closed['break_even']['k_at_min']})")
     elif closed:
         alpha_min = closed["break_even"]["alpha_min"]
-        console.print(f"with {closed['draft']}: c = {closed['c']:.4f}, continuous best K (scipy) = "
+        console.print(f"with {safe(closed['draft'])}: c = {closed['c']:.4f}, continuous best K (scipy) = "
                       f"{closed['k_continuous_scipy']:.2f}; break-even alpha = "
                       f"{'none' if alpha_min is None else f'{alpha_min:.4f}'} "
                       f"(K = {closed['break_even']['k_at_min']}, real verify cost)")
@@ -256,9 +257,13 @@ def sweep_command(
                                              "Axes: alpha, alpha_tiny, k, k_tiny, gamma_*, strategy, hardware, chips, "
                                              "target, draft, tiny, quantization, batch, context, filter_width, c, c_tiny."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Strategies to sweep (default: the config's)."),
-    out: Path = typer.Option(Path("sweep-out"), "--out", help="Directory for the table and plots."),
-    formats: str = typer.Option("csv,json,parquet", "--formats", help="Table formats (parquet needs pyarrow)."),
+    out: str = typer.Option("sweep-out", "--out", help="Directory for the table and plots."),
+    formats: Optional[str] = typer.Option(None, "--formats", help="Table formats, comma-separated: csv, json, "
+                                          "parquet (default csv,json and parquet where pyarrow is installed)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing sweep tables and plots in --out."),
+    max_rows: Optional[int] = typer.Option(None, "--max-rows", help="Largest sweep allowed (rows; default "
+                                           "20,000,000, about 3 GB of columns)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Evaluate a grid of configurations into a table (CSV, JSON, Parquet) and plots; the base is the config flags."""
@@ -266,23 +271,37 @@ def sweep_command(
 
     from rich.progress import Progress
 
-    from speccascade.costmodel.search.plots import plot_all
-    from speccascade.costmodel.search.sweep import SweepSpec, parse_axis, run_sweep
+    from speccascade.costmodel.search.sweep import MAX_ROWS, SweepSpec, parse_axis, run_sweep, table_paths
+    from speccascade.writers import check_new_file, output_dir
 
+    if max_rows is not None and max_rows < 1:
+        raise InputError(f"--max-rows: must be >= 1, got {max_rows}")
+    max_rows = MAX_ROWS if max_rows is None else max_rows
     axes = dict(parse_axis(text) for text in grid or [])
     chosen = tuple(s for s in (strategies or "").replace(" ", "").split(",") if s)
     spec = SweepSpec(config, axes, chosen)
+    spec.check_size(max_rows)
+    # every output name is checked before the sweep runs: a refusal costs nothing and leaves nothing
+    wanted = None if formats is None else tuple(f for f in formats.replace(" ", "").split(",") if f)
+    directory = output_dir(out)
+    paths = table_paths(directory, wanted)
+    for path in paths.values():
+        check_new_file(path, force=force)
+    if plots:
+        from speccascade.costmodel.search.plots import check_plot_paths, plot_all
+
+        check_plot_paths(directory, force=force)
     started = time.perf_counter()
     if spec.size() >= 200_000 and not json_output:
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task(f"sweeping {spec.size():,} configurations", total=spec.size())
-            table = run_sweep(spec, progress=lambda rows: bar.advance(task, rows))
+            table = run_sweep(spec, progress=lambda rows: bar.advance(task, rows), max_rows=max_rows)
     else:
-        table = run_sweep(spec)
+        table = run_sweep(spec, max_rows=max_rows)
     evaluated = time.perf_counter()
-    written = table.write(out, tuple(f for f in formats.replace(" ", "").split(",") if f))
+    written = table.write(directory, tuple(paths), force=force)
     wrote = time.perf_counter()
-    drawn = plot_all(spec, table, out) if plots else {}
+    drawn = plot_all(spec, table, directory, force=force) if plots else {}
     fits = table.columns["fits"].astype(bool)
     speedup = np.where(fits, table.columns["speedup"], -np.inf) if fits.any() else table.columns["speedup"]
     best = int(np.argmax(speedup))
@@ -293,16 +312,16 @@ def sweep_command(
                          for name, value in drawn.items()},
                "best_speedup" + ("" if fits.any() else " (nothing fits)"): {name: _plain(column[best]) for name, column in table.columns.items()}}
     if json_output:
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        typer.echo(dumps(summary, default=str))
         return
     console = _console()
     console.print(f"{summary['rows']:,} configurations in {summary['evaluate_s']:.2f} s; tables written in "
-                  f"{summary['write_s']:.2f} s: {', '.join(summary['tables'].values())}")
+                  f"{summary['write_s']:.2f} s: {safe(', '.join(summary['tables'].values()))}")
     for name, value in summary["plots"].items():
-        console.print(f"  plot {name}: {', '.join(value) if isinstance(value, list) else value}")
+        console.print(f"  plot {name}: {safe(', '.join(value) if isinstance(value, list) else value)}")
     row = next(value for key, value in summary.items() if key.startswith("best_speedup"))
-    console.print("highest speedup: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                   for k, v in row.items()))
+    console.print("highest speedup: " + safe(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                        for k, v in row.items())))
 
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -317,10 +336,10 @@ def audit_command(
     claim = load_claim(claim_file)
     findings = audit(claim)
     if json_output:
-        typer.echo(json.dumps({"claim": claim.name} | findings_json(findings), indent=2))
+        typer.echo(dumps({"claim": claim.name} | findings_json(findings)))
         return
     console = _console()
-    table = Table(title=f"speccascade audit: {claim.name}", show_lines=False)
+    table = Table(title=f"speccascade audit: {safe(claim.name)}", show_lines=False)
     table.add_column("severity")
     table.add_column("check")
     table.add_column("finding")
@@ -328,7 +347,7 @@ def audit_command(
         if item.severity == "info" and not show_info:
             continue
         style = SEVERITY_STYLE[item.severity]
-        table.add_row(f"[{style}]{item.severity}[/{style}]", item.id, item.message)
+        table.add_row(f"[{style}]{safe(item.severity)}[/{style}]", safe(item.id), safe(item.message))
     console.print(table)
     counts = findings_json(findings)["counts"]
     console.print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} passed checks")

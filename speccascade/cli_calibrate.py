@@ -16,10 +16,11 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from speccascade.errors import InputError
+
+from .cli_text import dumps, safe
 
 
 def parse_holds(values: list[str]) -> dict[str, float]:
@@ -52,8 +53,8 @@ def _parameter_table(document: dict[str, Any]) -> Table:
     for name, estimate in fit["parameters"].items():
         interval = f"[{_number(name, estimate['low'])}, {_number(name, estimate['high'])}]"
         status = estimate["status"] + (f": {estimate['note']}" if estimate["note"] else "")
-        table.add_row(name, _number(name, estimate["value"]), _number(name, estimate["std_error"]), interval,
-                      escape(status))
+        table.add_row(safe(name), _number(name, estimate["value"]), _number(name, estimate["std_error"]), interval,
+                      safe(status))
     return table
 
 
@@ -69,7 +70,7 @@ def _residual_table(document: dict[str, Any]) -> Table:
     if document["table"] is not None:
         rows.append(("table, leave-one-out", document["table"]["leave_one_out_residuals"]))
     for label, values in rows:
-        table.add_row(escape(label), str(values["points"]), f"{values['rms']:.1%}", f"{values['median_abs']:.1%}",
+        table.add_row(safe(label), str(values["points"]), f"{values['rms']:.1%}", f"{values['median_abs']:.1%}",
                       f"{values['max_abs']:.1%}")
     return table
 
@@ -82,38 +83,45 @@ def _overhead_table(document: dict[str, Any]) -> Table:
     for row in document["host_overhead"]:
         knobs = ",".join(f"{k}={v}" for k, v in row["knobs"].items() if v is not None)
         how = ", ".join(f"{name} x{count}" for name, count in row["forwards_predicted_by"].items())
-        table.add_row(f"{row['strategy']}" + (f" ({knobs})" if knobs else ""), str(row["steps"]),
+        table.add_row(safe(f"{row['strategy']}" + (f" ({knobs})" if knobs else "")), str(row["steps"]),
                       f"{row['step_ms']:.3f}", f"{row['forwards_ms']:.3f}",
                       f"{row['overhead_ms']:.3f} / {row['overhead_ms_median']:.3f}", f"{row['host_overhead_fraction']:.2f}",
-                      escape(how))
+                      safe(how))
     return table
 
 
 def print_report(document: dict[str, Any], console: Console) -> None:
     traces = ", ".join(Path(t["path"]).name for t in document["traces"])
-    console.print(f"calibration [bold]{escape(document['name'])}[/] of chip '{escape(document['chip'])}' from "
-                  f"{escape(traces)} (mode {document['mode']})")
+    console.print(f"calibration [bold]{safe(document['name'])}[/] of chip '{safe(document['chip'])}' from "
+                  f"{safe(traces)} (mode {safe(document['mode'])})")
     console.print(_parameter_table(document))
     console.print(_residual_table(document))
     if document["host_overhead"]:
         console.print(_overhead_table(document))
     records = document["records"]
     used = ", ".join(f"{kind} {count}" for kind, count in records["used"].items())
-    console.print(f"records used: {used}; unused: {records['unused']}")
+    console.print(f"records used: {safe(used)}; unused: {records['unused']}")
     for reason, count in records["unused_by_reason"].items():
-        console.print(f"  unused x{count}: {escape(reason)}")
+        console.print(f"  unused x{count}: {safe(reason)}")
     for note in document["forward_fit"]["notes"] + document["notes"]:
-        console.print(f"note: {escape(note)}")
+        console.print(f"note: {safe(note)}")
     acceptance = document["acceptance"]
     if acceptance is not None:
         if acceptance.get("file"):
-            console.print(f"acceptance: {escape(acceptance['file'])}")
+            console.print(f"acceptance: {safe(acceptance['file'])}")
             for line in acceptance.get("lines", []):
-                console.print(f"  {escape(line)}")
+                console.print(f"  {safe(line)}")
         else:
-            console.print(escape(acceptance["message"]))
-    console.print(f"wrote {escape(document['profile'])} (use: speccascade predict --hardware "
-                  f"{escape(document['hardware'])})")
+            console.print(safe(acceptance["message"]))
+    console.print(f"wrote {safe(document['profile'])} (use: speccascade predict --hardware "
+                  f"{safe(document['hardware'])})")
+
+
+def _check_outputs(where, acceptance: bool, force: bool) -> None:
+    from speccascade.writers import check_new_file
+
+    for path in [where.profile, where.report] + ([where.acceptance] if acceptance else []):
+        check_new_file(path, force=force or where.replaces)
 
 
 def register(app: typer.Typer) -> None:
@@ -122,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate_command(
             traces: list[Path] = typer.Argument(..., help="Trace files (trace.jsonl of runtime bench), one device."),
-            out: Optional[Path] = typer.Option(None, "--out", help="Write NAME.toml, acceptance.json and "
+            out: Optional[str] = typer.Option(None, "--out", help="Write NAME.toml, acceptance.json and "
                                                "calibration.json here (default: $SPECCASCADE_HOME: chips/NAME.toml "
                                                "and calibrations/NAME/)."),
             name: Optional[str] = typer.Option(None, "--name", help="Profile name (default: CHIP-calibrated)."),
@@ -137,6 +145,8 @@ def register(app: typer.Typer) -> None:
             seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
             acceptance: bool = typer.Option(True, "--acceptance/--no-acceptance", help="Also fit acceptance per "
                                             "pair and write acceptance.json."),
+            force: bool = typer.Option(False, "--force", help="Replace existing files in --out (a calibration "
+                                       "of the same name under $SPECCASCADE_HOME is always replaced)."),
             json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Fit a chip's forward-time corrections to runtime traces; write the calibrated chip profile."""
@@ -146,11 +156,13 @@ def register(app: typer.Typer) -> None:
 
         chip = load_chip(hardware) if hardware else None
         holds = parse_holds(hold)
+        if name is not None:  # the output names are checked before the fit
+            _check_outputs(locations(name, out), acceptance, force)
         calibration = calibrate_traces(traces, chip=chip, name=name, mode=mode, hold=holds, bootstrap=bootstrap,
                                        seed=seed)
         where = locations(calibration.name, out)
-        document = write_calibration(calibration, where, acceptance=acceptance)
+        document = write_calibration(calibration, where, acceptance=acceptance, force=force)
         if json_output:
-            typer.echo(json.dumps(document, indent=2))
+            typer.echo(dumps(document))
         else:
             print_report(document, Console(width=180))

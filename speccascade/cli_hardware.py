@@ -9,7 +9,6 @@ listing the known names; exit code 2 through :func:`speccascade.cli.main`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from speccascade.hardware import ChipProfile, ModelProfile, list_chips, list_models, load_chip, load_model
-from speccascade.errors import UnknownNameError
+from speccascade.errors import InputError, UnknownNameError
 from speccascade.readers import read_toml
+
+from .cli_text import dumps, safe
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -68,31 +69,46 @@ def model_summary(model: ModelProfile) -> dict[str, Any]:
 @app.command("list")
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
                  ) -> None:
-    """List every chip and model profile (shipped and in $SPECCASCADE_HOME)."""
-    chips = [load_chip(name) for name in list_chips()]
-    models = [load_model(name) for name in list_models()]
+    """List every chip and model profile (shipped and in $SPECCASCADE_HOME); a profile that does not load (a
+    broken file in $SPECCASCADE_HOME) is listed as broken with its one-line problem."""
+    broken: list[dict[str, str]] = []
+    chips = _loadable("chip", list_chips(), load_chip, broken)
+    models = _loadable("model", list_models(), load_model, broken)
     if as_json:
-        typer.echo(json.dumps({"chips": [chip_summary(c) for c in chips],
-                               "models": [model_summary(m) for m in models]}, indent=2))
+        typer.echo(dumps({"chips": [chip_summary(c) for c in chips], "models": [model_summary(m) for m in models],
+                          "broken": broken}))
         return
     chip_table = Table(title="Chips (per chip; datasheet peaks unless calibrated)")
     for column in ("name", "main memory", "bandwidth", "bf16 peak", "levels (fastest first)", "calibrated"):
         chip_table.add_column(column, overflow="fold")
     for chip in chips:
         main = chip.memory[-1]
-        chip_table.add_row(chip.name, f"{main.name} {_gb(main.capacity_bytes)}",
+        chip_table.add_row(safe(chip.name), safe(f"{main.name} {_gb(main.capacity_bytes)}"),
                            f"{main.bandwidth_bytes_per_s / GB:,.0f} GB/s",
                            f"{chip.peak_flops['bf16'] / 1e12:,.1f} TFLOP/s",
-                           _levels(chip), "yes" if chip.corrections.calibrated else "no")
+                           safe(_levels(chip)), "yes" if chip.corrections.calibrated else "no")
     model_table = Table(title="Models (suffix NAME:int8|int4|bf16|fp32 changes the weight dtype)")
     for column in ("name", "architecture", "params", "embedding", "dtype", "weights"):
         model_table.add_column(column)
     for model in models:
-        model_table.add_row(model.name, model.architecture, f"{model.params_total / 1e9:,.3f} B",
-                            f"{model.params_embedding / 1e9:,.3f} B", model.dtype, _gb(model.weight_bytes))
+        model_table.add_row(safe(model.name), safe(model.architecture), f"{model.params_total / 1e9:,.3f} B",
+                            f"{model.params_embedding / 1e9:,.3f} B", safe(model.dtype), _gb(model.weight_bytes))
     console = _console()
     console.print(chip_table)
     console.print(model_table)
+    for item in broken:
+        console.print(f"[red]broken {item['kind']} profile[/red] {safe(item['name'])}: {safe(item['problem'])}")
+
+
+def _loadable(kind: str, names: list[str], load, broken: list[dict[str, str]]) -> list:
+    """The profiles of ``names`` that load; each one that does not is appended to ``broken`` with its problem."""
+    loaded = []
+    for name in names:
+        try:
+            loaded.append(load(name))
+        except InputError as error:
+            broken.append({"kind": kind, "name": name, "problem": str(error)})
+    return loaded
 
 
 def _load_any(name: str) -> ChipProfile | ModelProfile:
@@ -161,43 +177,47 @@ def show_command(name: str = typer.Argument(..., help="Chip or model name (gemma
     profile = _load_any(name)
     if as_json:
         kind = "chip" if isinstance(profile, ChipProfile) else "model"
-        typer.echo(json.dumps({"kind": kind, **profile.model_dump(mode="json")}, indent=2))
+        typer.echo(dumps({"kind": kind, **profile.model_dump(mode="json")}))
         return
     rows = _chip_rows(profile) if isinstance(profile, ChipProfile) else _model_rows(profile)
-    table = Table(title=profile.name)
+    table = Table(title=safe(profile.name))
     for column in ("field", "value", "source"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(safe(cell) for cell in row))
     _console().print(table)
 
 
 @app.command("probe")
 def probe_command(name: str = typer.Option("local", "--name", help="Profile name (the file is NAME.toml)."),
-                  output: Optional[Path] = typer.Option(None, "--output", help="Write here instead of "
-                                                        "$SPECCASCADE_HOME/chips/NAME.toml."),
+                  output: Optional[str] = typer.Option(None, "--output", help="Write here instead of "
+                                                       "$SPECCASCADE_HOME/chips/NAME.toml."),
                   quick: bool = typer.Option(False, "--quick", help="Smaller, faster measurements (~seconds)."),
+                  force: bool = typer.Option(False, "--force", help="Replace an existing file at --output (or a "
+                                             "profile under $SPECCASCADE_HOME that an earlier probe did not write)."),
                   as_json: bool = typer.Option(False, "--json", help="Print the profile and path as JSON.")) -> None:
     """Measure this machine with JAX (bandwidth, matmul FLOP/s, dispatch overhead) and write a chip profile."""
-    from speccascade.hardware.probe import default_output, probe, write_profile
+    from speccascade.hardware.probe import check_name, probe, probe_output, write_profile
 
+    check_name(name)
+    path = probe_output(name, output, force=force)  # checked before anything is measured
     profile = probe(name=name, quick=quick)
-    path = write_profile(profile, output if output is not None else default_output(name))
+    path = write_profile(profile, path, force=True)
     if as_json:
-        typer.echo(json.dumps({"path": str(path), "profile": profile.model_dump(mode="json")}, indent=2))
+        typer.echo(dumps({"path": str(path), "profile": profile.model_dump(mode="json")}))
         return
-    table = Table(title=f"{profile.name}: measured")
+    table = Table(title=f"{safe(profile.name)}: measured")
     for column in ("field", "value"):
         table.add_column(column)
     for level in profile.memory:
         scope = " per core" if level.scope == "core" else ""
-        table.add_row(f"memory {level.name}",
+        table.add_row(f"memory {safe(level.name)}",
                       f"{_bytes(level.capacity_bytes)}{scope}, {level.bandwidth_bytes_per_s / GB:,.1f} GB/s")
     for dtype, flops in profile.peak_flops.items():
-        table.add_row(f"matmul {dtype}", f"{flops / 1e9:,.1f} GFLOP/s")
+        table.add_row(f"matmul {safe(dtype)}", f"{flops / 1e9:,.1f} GFLOP/s")
     table.add_row("dispatch overhead", f"{profile.corrections.overhead_s * 1e6:,.2f} us")
     console = _console()
     console.print(table)
     for note in profile.notes:
-        console.print(f"note: {note}")
-    console.print(f"wrote {path} (use --hardware {path if output is not None else profile.name})")
+        console.print(f"note: {safe(note)}")
+    console.print(f"wrote {safe(path)} (use --hardware {safe(path if output is not None else profile.name)})")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +12,7 @@ from speccascade.costmodel.explain import explain_text
 from speccascade.costmodel.predict import Prediction, predict
 
 from .cli_options import config_options
+from .cli_text import dumps, safe
 
 
 @config_options
@@ -23,11 +22,11 @@ def predict_command(config: PredictConfig,
     prediction = predict(config)
     report = applied(config.acceptance, config) if config.acceptance is not None else None
     if json_output:
-        typer.echo(json.dumps(prediction.to_json() | ({"acceptance": report} if report else {}), indent=2))
+        typer.echo(dumps(prediction.to_json() | ({"acceptance": report} if report else {})))
         return
     render(prediction, config)
     if report:
-        Console().print(applied_line(report))
+        Console().print(safe(applied_line(report)))
 
 
 def render(prediction: Prediction, config: PredictConfig, console: Console | None = None) -> None:
@@ -35,7 +34,7 @@ def render(prediction: Prediction, config: PredictConfig, console: Console | Non
     unit = prediction.units
     where = (f"{config.hardware} x{config.chips}, target {config.target}" if prediction.mode == "hardware"
              else f"abstract: c = {config.c}, verify = 1 target step")
-    table = Table(title=f"speccascade predict  ({where}; batch {config.batch}, context {config.context})")
+    table = Table(title=safe(f"speccascade predict  ({where}; batch {config.batch}, context {config.context})"))
     table.add_column("strategy")
     table.add_column(f"{'ms' if unit == 'ms' else 'steps'}/token", justify="right")
     if prediction.tokens_per_s is not None:
@@ -47,26 +46,26 @@ def render(prediction: Prediction, config: PredictConfig, console: Console | Non
     rows.append((prediction.strategy, prediction.ms_per_token, prediction.speedup,
                  prediction.expected_tokens_per_step))
     for name, ms_per_token, speedup, expected in rows:
-        cells = [name if name != prediction.strategy else f"[bold]{name}[/bold]", f"{ms_per_token:.3f}"]
+        cells = [safe(name) if name != prediction.strategy else f"[bold]{safe(name)}[/bold]", f"{ms_per_token:.3f}"]
         if prediction.tokens_per_s is not None:
             cells.append(f"{1e3 / ms_per_token:.1f}")
         cells += [f"{speedup:.2f}x", f"{expected:.2f}"]
         table.add_row(*cells)
     console.print(table)
-    stages = Table(title=f"{prediction.strategy}: one target step = {prediction.step_ms:.3f} {unit}")
+    stages = Table(title=safe(f"{prediction.strategy}: one target step = {prediction.step_ms:.3f} {unit}"))
     for column in ("stage", "model", "memory level", "forwards x tokens", unit):
         stages.add_column(column, justify="right" if column in (unit, "forwards x tokens") else "left")
     for stage in prediction.stages:
-        stages.add_row(stage.name, stage.model, stage.level, f"{stage.forwards:g} x {stage.tokens_per_forward:g}",
-                       f"{stage.ms:.3f}")
+        stages.add_row(safe(stage.name), safe(stage.model), safe(stage.level),
+                       f"{stage.forwards:g} x {stage.tokens_per_forward:g}", f"{stage.ms:.3f}")
     console.print(stages)
     console.print(f"physical bound: {prediction.bound_ms_per_token:.3f} {unit}/token "
                   f"(target weights streamed once per step, {prediction.max_tokens_per_step:g} tokens at most)")
     if prediction.memory_per_chip_gb:
-        used = ", ".join(f"{level} {gb:.3f} GB" for level, gb in prediction.memory_per_chip_gb.items())
+        used = safe(", ".join(f"{level} {gb:.3f} GB" for level, gb in prediction.memory_per_chip_gb.items()))
         console.print(f"fits: {'yes' if prediction.fits else '[red]no[/red]'}  (per chip: {used})")
     for warning in prediction.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {safe(warning)}")
 
 
 def explain_command(strategy: str = typer.Argument(..., help="autoregressive|speculative|vertical|filtered|horizontal|heads|forward"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +18,7 @@ from speccascade.simulate.build import PROCESS_KINDS, make_process, target_alpha
 from speccascade.simulate.processes import markov_rho_range
 
 from .cli_options import config_options
+from .cli_text import dumps, safe
 
 
 def _fitted_markov(entry: AcceptanceEntry | None, alpha: float | None, reset: bool, any_rho: bool,
@@ -84,6 +84,26 @@ def processes_for(config: PredictConfig, kind: str | None, rho: float | None, em
     return process, inner, []
 
 
+def _count(value: int) -> str:
+    return f"{value:,}" if abs(value) < 10**40 else f"a {len(str(abs(value)))}-digit number"
+
+
+def check_run_size(steps: int, tokens: int) -> None:
+    """--steps and --tokens within :mod:`speccascade.limits` (checked before anything is built)."""
+    from speccascade.limits import MAX_REQUEST_TOKENS, MAX_SIMULATED_STEPS
+
+    if steps < 1:
+        raise InputError(f"--steps: steps must be >= 1, got {_count(steps)}")
+    if steps > MAX_SIMULATED_STEPS:
+        raise InputError(f"--steps: at most {MAX_SIMULATED_STEPS:,} steps (speccascade.limits.MAX_SIMULATED_STEPS), "
+                         f"got {_count(steps)}")
+    if tokens < 1:
+        raise InputError(f"--tokens: tokens per request must be >= 1, got {_count(tokens)}")
+    if tokens > MAX_REQUEST_TOKENS:
+        raise InputError(f"--tokens: at most {MAX_REQUEST_TOKENS:,} tokens per request (speccascade.limits."
+                         f"MAX_REQUEST_TOKENS), got {_count(tokens)}")
+
+
 @config_options
 def simulate_command(
         config: PredictConfig,
@@ -104,9 +124,19 @@ def simulate_command(
         seed: int = typer.Option(0, help="Random seed (results are reproducible from it)."),
         tokens: int = typer.Option(256, help="N of the N-token request latency."),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
-        plot: Optional[Path] = typer.Option(None, help="Write PATH.png and PATH.svg: histogram vs closed form."),
+        plot: Optional[str] = typer.Option(None, help="Write PATH.png and PATH.svg: histogram vs closed form."),
+        force: bool = typer.Option(False, "--force", help="Replace existing PATH.png / PATH.svg of --plot."),
 ) -> None:
     """Simulate tokens per step, ms/token and N-token latency (mean with CI, p50/p95/p99, histogram)."""
+    check_run_size(steps, tokens)
+    if not 0 <= seed < 2**63:
+        raise InputError(f"--seed: must lie in [0, 2^63), got {_count(seed)}")
+    if plot is not None:  # the names are checked before the simulation runs
+        from speccascade.simulate.plot import plot_paths
+        from speccascade.writers import check_new_file
+
+        for path in plot_paths(plot):
+            check_new_file(path, force=force)
     target, inner, notes = processes_for(config, process, rho, empirical, empirical_pair, resample, markov_reset,
                                          empirical_strategy)
     policy = ConfidenceThreshold(threshold) if threshold is not None else None
@@ -116,22 +146,21 @@ def simulate_command(
     if plot is not None:
         from speccascade.simulate.plot import plot_histogram
 
-        written = [str(path) for path in plot_histogram(result, plot)]
+        written = [str(path) for path in plot_histogram(result, plot, force=force)]
     report = None
     if config.acceptance is not None:
         report = applied(config.acceptance, config) | {
             "processes": notes or ([f"--process {process} as given"] if process else
                                    [f"i.i.d.: {config.acceptance.name} retains no Markov fit for these pairs"])}
     if json_output:
-        typer.echo(json.dumps(result.to_json() | {"plots": written} | ({"acceptance": report} if report else {}),
-                              indent=2))
+        typer.echo(dumps(result.to_json() | {"plots": written} | ({"acceptance": report} if report else {})))
         return
     render(result, written)
     if report:
         console = Console()
-        console.print(applied_line(report))
+        console.print(safe(applied_line(report)))
         for line in report["processes"]:
-            console.print(f"  {line}")
+            console.print(f"  {safe(line)}")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -142,7 +171,7 @@ def render(result: SimulationResult, plots: list[str], console: Console | None =
     console = console or Console()
     unit = "ms" if result.units == "ms" else "steps"
     process = ", ".join(f"{key}={value}" for key, value in result.process.items() if key != "strategy")
-    table = Table(title=f"speccascade simulate  ({result.strategy}; {process})")
+    table = Table(title=safe(f"speccascade simulate  ({result.strategy}; {process})"))
     table.add_column("quantity")
     for column in ("mean", "95% CI / stderr", "p50", "p95", "p99"):
         table.add_column(column, justify="right")
@@ -171,9 +200,9 @@ def render(result: SimulationResult, plots: list[str], console: Console | None =
                   f"{result.steps_per_s / 1e6:.1f} M steps/s; cost model predicts {result.predicted_ms_per_token:.4f} "
                   f"{unit}/token")
     for path in plots:
-        console.print(f"plot: {path}")
+        console.print(f"plot: {safe(path)}")
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {safe(warning)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -153,6 +153,13 @@ def loads_strict(text: str):
     return json.loads(text, parse_int=_strict_int, parse_constant=_no_constant)
 
 
+def check_nesting(value, where: str):
+    """``value`` (parsed JSON/TOML) nested at most ``MAX_DEPTH`` deep; returns it."""
+    if _too_deep(value):
+        raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
 def parse_json(text: str, where: str):
     """Strict JSON: depth, integer size and no NaN/Infinity (one line naming ``where`` otherwise)."""
     try:

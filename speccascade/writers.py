@@ -4,7 +4,9 @@ Policy (docs/limits.md): output goes only where asked; a user's existing file is
 each file is written atomically (a temporary file in the same folder, then ``os.replace``), so a reader never sees
 half a file; a failed command removes what it had written (:class:`OutputSet`); special files (devices, FIFOs),
 paths under a file and an empty path are refused with one line. Append-only streams (traces) use
-:func:`check_new_file` before they open.
+:func:`check_new_file` before they open. The CLI runs every command inside one :class:`Transaction`: when a
+command fails after it wrote some files (a later step's error, a refused name, an interrupt), every file it wrote
+through this module and every folder it created are removed, so no half-written output folder is left.
 """
 
 from __future__ import annotations
@@ -16,6 +18,66 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError
+
+
+class Transaction:
+    """Everything written through this module while it is active; removed again when the block fails.
+
+        with Transaction():
+            table.write(out)       # kept only if
+            plot_all(spec, out)    # this succeeds too
+
+    Nested transactions hand what they wrote to the enclosing one when they succeed."""
+
+    _active: list["Transaction"] = []
+
+    def __init__(self) -> None:
+        self.files: list[Path] = []
+        self.folders: list[Path] = []
+
+    @classmethod
+    def current(cls) -> "Transaction | None":
+        return cls._active[-1] if cls._active else None
+
+    def __enter__(self) -> "Transaction":
+        Transaction._active.append(self)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        Transaction._active.remove(self)
+        failed = kind is not None and not (issubclass(kind, SystemExit) and error.code in (0, None))
+        if failed:
+            self.rollback()
+        elif Transaction._active:
+            Transaction._active[-1].files.extend(self.files)
+            Transaction._active[-1].folders.extend(self.folders)
+
+    def rollback(self) -> None:
+        for path in reversed(self.files):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+        for folder in reversed(self.folders):  # deepest first; only folders left empty
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self.files.clear()
+        self.folders.clear()
+
+
+def _made(path: Path) -> None:
+    """Create folder ``path`` (and missing parents), recording the new ones in the active transaction."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    transaction = Transaction.current()
+    if transaction is not None:
+        transaction.folders.extend(reversed(missing))
 
 
 def _describe(path: Path) -> str | None:
@@ -50,7 +112,7 @@ def output_dir(path: str | Path, *, create: bool = True) -> Path:
             break
     if create:
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            _made(path)
         except OSError as error:
             raise InputError(f"{path}: cannot create the folder ({error.strerror or error.__class__.__name__})") from None
     return path
@@ -85,6 +147,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, force: bool
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    transaction = Transaction.current()
+    if transaction is not None:
+        transaction.files.append(path)
     return path
 
 

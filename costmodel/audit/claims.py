@@ -4,7 +4,7 @@ A claim names the setup (hardware profile or an inline profile, chips, strategy,
 optional quantization suffix, K per stage), the stated acceptance rates, what the source says about sizes,
 placement and hardware, and the reported figures. Every field the source does not state stays absent: the audit
 checks only what is there. The JSON Schema is exported to ``docs/claim.schema.json`` by
-``python3 -m speccascade.costmodel.audit.claims docs/claim.schema.json``.
+``python3 -m speccascade.costmodel.audit.claims docs/claim.schema.json --force``.
 
 Keys of ``stated_sizes_gb``, ``stated_params``, ``placement`` and ``quantization_reduction`` may be a role
 (``target``, ``draft``, ``tiny``) or the model name used for that role (with or without its suffix).
@@ -17,18 +17,20 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from speccascade.hardware import ChipProfile, InputError, ModelProfile
 from speccascade.readers import read_json, validation_message
+from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH, MAX_K
+from speccascade.schema import Schema
 from speccascade.strategies import StrategyName
 
 Role = Literal["target", "draft", "tiny"]
 ROLES: tuple[str, ...] = ("target", "draft", "tiny")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(Schema):  # finite numbers, no booleans for numbers (speccascade/schema.py)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Acceptance(_Frozen):
@@ -53,7 +55,7 @@ class Acceptance(_Frozen):
 class StatedHardware(_Frozen):
     """What the source says about the hardware (compared with the profile)."""
 
-    chips: int | None = Field(default=None, ge=1)
+    chips: int | None = Field(default=None, ge=1, le=MAX_CHIPS)
     cores_total: int | None = Field(default=None, ge=1)
     memory_capacity_gb: dict[str, float] = Field(
         default_factory=dict, description="level -> GB (10^9 bytes), per core for core-scoped levels, else per chip")
@@ -90,18 +92,18 @@ class Claim(_Frozen):
 
     name: str
     hardware: str | ChipProfile = Field(description="a profile name (speccascade hardware list) or a profile")
-    chips: int = Field(default=1, ge=1)
-    tensor_parallel: int | None = Field(default=None, ge=1, description="chips one model is split over; "
+    chips: int = Field(default=1, ge=1, le=MAX_CHIPS)
+    tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_CHIPS, description="chips one model is split over; "
                                         "default: all chips (1 when the source replicates the model)")
     strategy: StrategyName = "speculative"  # a registry name or alias ("cascade" = vertical)
     target: str | ModelProfile
     draft: str | ModelProfile | None = None
     tiny: str | ModelProfile | None = None
-    k: int | None = Field(default=None, ge=1)
-    k_tiny: int | None = Field(default=None, ge=1)
-    filter_width: int | None = Field(default=None, ge=1)
-    batch: int = Field(default=1, ge=1)
-    context: int = Field(default=0, ge=0)
+    k: int | None = Field(default=None, ge=1, le=MAX_K)
+    k_tiny: int | None = Field(default=None, ge=1, le=64)
+    filter_width: int | None = Field(default=None, ge=1, le=MAX_FILTER_WIDTH)
+    batch: int = Field(default=1, ge=1, le=MAX_BATCH)
+    context: int = Field(default=0, ge=0, le=MAX_CONTEXT)
     acceptance: Acceptance = Acceptance()
     stated_sizes_gb: dict[str, float] = Field(default_factory=dict, description="model or role -> GB")
     stated_params: dict[str, float] = Field(default_factory=dict, description="model or role -> parameters")
@@ -171,10 +173,29 @@ def claim_json_schema() -> dict:
     return schema
 
 
-if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+def main(argv: list[str] | None = None) -> int:
+    """``python -m speccascade.costmodel.audit.claims [FILE [--force]]``: print the JSON Schema, or write it to
+    FILE (atomically; an existing FILE is kept unless ``--force``). A bad path is one line and exit code 2."""
+    from speccascade.cli_text import one_line
+    from speccascade.writers import write_text
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    force = "--force" in args
+    args = [arg for arg in args if arg != "--force"]
     text = json.dumps(claim_json_schema(), indent=2) + "\n"
-    if target is None:
+    if len(args) > 1 or any(arg.startswith("-") for arg in args):
+        print("usage: python -m speccascade.costmodel.audit.claims [FILE [--force]]", file=sys.stderr)
+        return 2
+    if not args:
         sys.stdout.write(text)
-    else:
-        target.write_text(text)
+        return 0
+    try:
+        write_text(args[0], text, force=force)
+    except InputError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

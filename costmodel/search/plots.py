@@ -283,15 +283,24 @@ PLOTTERS = {"heatmap_k_ktiny": heatmap_k_ktiny, "speedup_vs_alpha": speedup_vs_a
             "scaling": scaling}
 
 
+def plot_paths(directory: Path) -> list[Path]:
+    """Every file :func:`plot_all` may write into ``directory``."""
+    return [Path(directory) / f"{name}.{fmt}" for name in (*PLOTTERS, "roofline") for fmt in FORMATS]
+
+
+def check_plot_paths(directory: Path, *, force: bool = False) -> None:
+    """Refuse (one line) before anything is drawn when a plot file exists and ``force`` is not given."""
+    directory = output_dir(directory)
+    for path in plot_paths(directory):
+        check_new_file(path, force=force)
+
+
 def plot_all(spec: SweepSpec, table: SweepTable, directory: Path, *, force: bool = False
              ) -> dict[str, list[Path] | str]:
     """Draw every plot into ``directory``; returns name -> files, or name -> reason it was skipped. Existing
     files are kept unless ``force`` (the check runs for all plots before the first is drawn)."""
     directory = output_dir(directory)
-    names = [*PLOTTERS, "roofline"]
-    for name in names:
-        for fmt in FORMATS:
-            check_new_file(directory / f"{name}.{fmt}", force=force)
+    check_plot_paths(directory, force=force)
     out: dict[str, list[Path] | str] = {}
     for name, source in plot_inputs(spec, table).items():
         out[name] = source if isinstance(source, str) else PLOTTERS[name](source, directory)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from speccascade import strategies as registry
 from speccascade.errors import InputError
-from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH
+from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_COST_RATIO, MAX_FILTER_WIDTH
 from speccascade.hardware import list_models, load_model
 
 from ..strategies import COSTMODEL
@@ -71,8 +71,8 @@ class OptimizeRequest(BaseModel):
     strategies: list[str] = Field(default_factory=lambda: list(searchable()))
     alpha: float | None = Field(default=None, ge=0.0, le=1.0)
     alpha_tiny: float | None = Field(default=None, ge=0.0, le=1.0)
-    c: float | None = Field(default=None, ge=0.0)
-    c_tiny: float | None = Field(default=None, ge=0.0)
+    c: float | None = Field(default=None, ge=0.0, le=MAX_COST_RATIO)
+    c_tiny: float | None = Field(default=None, ge=0.0, le=MAX_COST_RATIO)
     gamma_tiny: float = Field(default=0.95, ge=0.0, le=1.0)
     gamma_draft_given_tiny: float = Field(default=0.85, ge=0.0, le=1.0)
     k_max: int = Field(default=32, ge=1, le=4096)

@@ -143,17 +143,12 @@ class SweepTable:
             return base
         return values[len(values) // 2]
 
-    def write(self, directory: Path, formats: tuple[str, ...] = ("csv", "json", "parquet"), *,
+    def write(self, directory: Path, formats: tuple[str, ...] | None = None, *,
               force: bool = False) -> dict[str, Path]:
         """Write the table as ``directory/sweep.FORMAT`` for each format: every name checked before anything is
         written (an existing file is kept unless ``force``), each file atomic, none left behind on failure."""
         writers: dict[str, Callable[[Path], None]] = {"csv": self._csv, "json": self._json, "parquet": self._parquet}
-        unknown = [fmt for fmt in formats if fmt not in writers]
-        if unknown:
-            raise InputError(f"unknown table format '{unknown[0]}'; known: csv, json, parquet")
-        directory = output_dir(directory)
-        wanted = [fmt for fmt in dict.fromkeys(formats) if fmt != "parquet" or _has_pyarrow()]
-        paths = {fmt: directory / f"sweep.{fmt}" for fmt in wanted}
+        paths = table_paths(directory, formats)
         with OutputSet(paths.values(), force=force) as outputs:
             for fmt, path in paths.items():
                 outputs.write(path, writers[fmt])
@@ -195,6 +190,33 @@ class SweepTable:
         import pyarrow.parquet as pq
 
         pq.write_table(self._arrow(), path)
+
+
+TABLE_FORMATS = ("csv", "json", "parquet")
+
+
+def table_formats(formats: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The formats to write: given ones checked (known; Parquet needs pyarrow, the ``tables`` extra), or by default
+    CSV, JSON and, where pyarrow is installed, Parquet."""
+    if formats is None:
+        return ("csv", "json", "parquet") if _has_pyarrow() else ("csv", "json")
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [fmt for fmt in formats if fmt not in TABLE_FORMATS]
+    if unknown:
+        raise InputError(f"unknown table format '{unknown[0]}'; known: {', '.join(TABLE_FORMATS)}")
+    if not formats:
+        raise InputError("--formats: no table format given; known: " + ", ".join(TABLE_FORMATS))
+    if "parquet" in formats and not _has_pyarrow():
+        raise InputError('Parquet tables need the optional package pyarrow: pip install "speccascade[tables]" '
+                         "(or --formats csv,json)")
+    return formats
+
+
+def table_paths(directory: Path, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """format -> ``directory/sweep.FORMAT`` for :func:`table_formats` (the folder checked, and made if missing)."""
+    formats = table_formats(formats)
+    directory = output_dir(directory)
+    return {fmt: directory / f"sweep.{fmt}" for fmt in formats}
 
 
 def _json_values(column: np.ndarray) -> str:

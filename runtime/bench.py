@@ -125,7 +125,8 @@ def chip_for_header(chip: str | None, hardware: HardwareInfo) -> tuple[str | Chi
 
 
 def model_infos(models: dict[str, CausalLM | None]) -> tuple[list[ModelInfo], list[str]]:
-    """Header entries of the models (with their ModelProfiles) and a note per model that has no profile."""
+    """Header entries of the models (with their ModelProfiles) and a note per model that has no profile or has
+    random weights."""
     infos, notes = [], []
     for role, model in models.items():
         if model is None:
@@ -133,6 +134,9 @@ def model_infos(models: dict[str, CausalLM | None]) -> tuple[list[ModelInfo], li
         profile = getattr(model, "profile", None)
         if profile is None:
             notes.append(f"{role} model '{model.name}' has no ModelProfile (not built from a runtime model config)")
+        if getattr(model, "random_weights", False):
+            notes.append(f"{role} model '{model.name}' has seeded random weights: its forward times are real, its "
+                         "tokens and acceptance mean nothing")
         infos.append(ModelInfo(role=role, name=model.name, param_bytes=model.param_bytes,
                                vocab_size=model.vocab_size, max_len=model.max_len, profile=profile))
     return infos, notes

@@ -235,7 +235,7 @@ def quantize_rows_blocked(slice_, rows: int) -> tuple[np.ndarray, np.ndarray]:
     rule of :func:`speccascade.runtime.models.quant.quantize_rows`: s = max|W| / 127 per row, W8 = round(W / s))."""
     blocks_q, blocks_s = [], []
     for start in range(0, rows, QUANT_ROWS):
-        block = np.asarray(slice_[start:start + QUANT_ROWS], dtype=np.float32)
+        block = np.asarray(slice_[start:min(start + QUANT_ROWS, rows)], dtype=np.float32)
         peak = np.max(np.abs(block), axis=-1)
         scale = np.where(peak > 0, peak / np.float32(127.0), np.float32(1.0)).astype(np.float32)
         blocks_q.append(np.clip(np.round(block / scale[:, None]), -127, 127).astype(np.int8))

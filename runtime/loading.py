@@ -98,12 +98,6 @@ def check_vocabularies(models: Mapping[str, CausalLM | None]) -> None:
                              "must share one vocabulary (and tokenizer)")
 
 
-def random_notes(models: Mapping[str, CausalLM | None]) -> list[str]:
-    """One header note per random-weight model (what every output and trace says about it)."""
-    return [f"{role} '{model.name}' has seeded random weights: its forward times are real, its tokens and "
-            "acceptance mean nothing" for role, model in models.items() if model is not None and model.random_weights]
-
-
 class ByteTokenizer:
     """No tokenizer.json: a prompt's UTF-8 bytes are its token ids (random-weight models; vocabulary >= 256)."""
 

@@ -76,3 +76,55 @@ def time_forwards(model: CausalLM, role: str, tokens: Sequence[int], contexts: S
             if on_record is not None:
                 on_record(record)
     return records
+
+
+def achieved_gb_s(record: ForwardRecord) -> float:
+    """Weight bytes streamed per second of one forward (param bytes / ms), in GB/s."""
+    return record.param_bytes / (record.ms * 1e-3) / 1e9 if record.ms > 0 else 0.0
+
+
+def run_microbench(models: dict[str, CausalLM], tokens: Sequence[int], contexts: Sequence[int],
+                   trace_path, *, repeats: int = 5, chain: int = 8, chip: str | None = None, command: str = "",
+                   notes: Sequence[str] = (), config: dict | None = None,
+                   on_record: Callable[[ForwardRecord], None] | None = None) -> list[ForwardRecord]:
+    """Time every model (role -> CausalLM, all resident together, as the header says) over ``tokens`` x
+    ``contexts`` and write a schema-v2 trace of ``forward`` records (:mod:`speccascade.traces`) that
+    calibration reads: the header names the chip (``chip``, else this machine's cached probe) and carries every
+    model's profile; random-weight models are named so in their names and in the header's notes."""
+    import datetime
+    import uuid
+
+    from speccascade.traces import Header, TraceWriter
+
+    from .bench import chip_for_header, hardware_info, model_infos
+
+    tokens, contexts = sorted(set(int(t) for t in tokens)), sorted(set(int(c) for c in contexts))
+    if not tokens or min(tokens) < 1 or not contexts or min(contexts) < 0:
+        raise InputError("microbench needs token counts >= 1 and contexts >= 0")
+    if repeats < 1 or chain < 1:
+        raise InputError("microbench needs --repeats >= 1 and --chain >= 1")
+    capacity = max(contexts) + max(tokens)
+    for role, model in models.items():
+        if capacity > model.max_len:
+            raise InputError(f"context {max(contexts)} + {max(tokens)} tokens exceed {role} '{model.name}' "
+                             f"max_len {model.max_len}")
+    hardware = hardware_info()
+    chip_value, chip_notes = chip_for_header(chip, hardware)
+    infos, info_notes = model_infos(models)
+    header = Header(run_id=uuid.uuid4().hex[:12],
+                    created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    command=command, chip=chip_value, hardware=hardware, models=infos,
+                    notes=[*chip_notes, *info_notes, *notes],
+                    config={"microbench": {"tokens": tokens, "contexts": contexts, "repeats": repeats,
+                                           "chain": chain, "capacity": capacity}, **(config or {})})
+    records: list[ForwardRecord] = []
+    with TraceWriter(trace_path, header) as writer:
+        def write(record: ForwardRecord) -> None:
+            writer.write(record)
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+
+        for role, model in models.items():
+            time_forwards(model, role, tokens, contexts, capacity, repeats=repeats, chain=chain, on_record=write)
+    return records

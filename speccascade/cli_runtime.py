@@ -39,6 +39,15 @@ _draft = typer.Option("fp32", "--draft-weights", help="Draft weights: fp32, or i
 _target = typer.Option("fp32", "--target-weights", help="Target weights: fp32, or bf16 (bfloat16 weights, float32 "
                                                        "accumulation; verification over up to 7 tokens costs about "
                                                        "one decoding step on a CPU with AMX)")
+_target_model = typer.Option(None, "--target-model", help="Target instead of the trio's: a Hugging Face checkpoint "
+                             "DIR[:fp32|bf16|int8], a PROFILE[:FORMAT] with --random-weights, or trio:ROLE[:FORMAT]")
+_draft_model = typer.Option(None, "--draft-model", help="Draft (same forms as --target-model; same vocabulary)")
+_tiny_model = typer.Option(None, "--tiny-model", help="Tiny (same forms; e.g. tiny-10m with --random-weights)")
+_random_weights = typer.Option(False, "--random-weights", help="Model specs build seeded random weights of their "
+                               "shape: timing only, labelled so in every output and trace")
+_distributed = typer.Option(False, "--distributed", help="Start jax.distributed first (multi-host: SPECCASCADE_* "
+                            "variables or auto-detection; docs/real-models.md)")
+_shard = typer.Option(False, "--shard", help="Target tensor-parallel over every device, drafters replicated")
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")
@@ -60,6 +69,34 @@ def _models(trio_dir: Optional[Path], draft: str, target: str, seed: int):
         raise InputError(f"--target-weights must be one of {', '.join(TARGET_WEIGHTS)}, got '{target}'")
     trio = load_default_trio(trio_dir, seed=seed)
     return trio, trio.models(target=target, draft=draft)
+
+
+def _role_models(specs: dict, random_weights: bool, seed: int, trio_dir, distributed: bool, shard: bool,
+                 draft: str, target: str):
+    """(tokenizer, models by role): the trio's (``--draft-weights``/``--target-weights``) unless a --*-model
+    spec is given, then exactly the given roles (:func:`speccascade.runtime.loading.load_roles`)."""
+    if distributed:
+        from speccascade.runtime.distributed import initialize
+
+        initialize()
+    if any(specs.values()):
+        from speccascade.runtime.loading import load_roles
+
+        models, tokenizer, _ = load_roles(specs, random_weights=random_weights, seed=seed, trio_dir=trio_dir)
+    else:
+        if random_weights:
+            raise InputError("--random-weights applies to --target-model/--draft-model/--tiny-model specs")
+        trio, models = _models(trio_dir, draft, target, seed)
+        tokenizer = trio.tokenizer
+    if shard:
+        from speccascade.runtime.distributed import shard_roles
+
+        models = shard_roles(models)
+    return tokenizer, models
+
+
+def _random_roles(models: dict) -> list[str]:
+    return sorted(role for role, model in models.items() if model is not None and model.random_weights)
 
 
 def _knobs(config_file: Optional[Path], k, k_tiny, filter_width) -> tuple[StrategyKnobs, str | None]:
@@ -87,6 +124,8 @@ def _runtime_name(name: str) -> str:
 
 
 def _prompt_ids(tokenizer, text: str) -> list[int]:
+    if hasattr(tokenizer, "prompt_ids"):  # a checkpoint's tokenizer.json (BOS first) or byte ids
+        return tokenizer.prompt_ids(text)
     ids = tokenizer.encode(text)
     return [tokenizer.eot_id] + ids  # a document starts after the end-of-text token, as in training
 
@@ -118,6 +157,9 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
              k: Optional[int] = _k, k_tiny: Optional[int] = _k_tiny, filter_width: Optional[int] = _filter_width,
              config_file: Optional[Path] = _config,
              draft: str = _draft, target: str = _target, trio_dir: Optional[Path] = _trio_option,
+             target_model: Optional[str] = _target_model, draft_model: Optional[str] = _draft_model,
+             tiny_model: Optional[str] = _tiny_model, random_weights: bool = _random_weights,
+             distributed: bool = _distributed, shard: bool = _shard,
              as_json: bool = typer.Option(False, "--json", help="Print {text, tokens, acceptance} as JSON")) -> None:
     """Decode PROMPT with one strategy (lossless: the target's distribution, whatever the strategy)."""
     knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
@@ -131,19 +173,24 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
     sampling = _sampling(greedy, temperature, top_k, top_p)
     from speccascade.runtime.decoding import Decoder, build_strategy
 
-    trio, models = _models(trio_dir, draft, target, 0)
-    chosen = build_strategy(strategy, models["tiny"], models["draft"], models["target"], sampling, knobs)
-    ids = _prompt_ids(trio.tokenizer, prompt)
+    tokenizer, models = _role_models({"target": target_model, "draft": draft_model, "tiny": tiny_model},
+                                     random_weights, 0, trio_dir, distributed, shard, draft, target)
+    chosen = build_strategy(strategy, models.get("tiny"), models.get("draft"), models["target"], sampling, knobs)
+    ids = _prompt_ids(tokenizer, prompt)
     capacity = len(ids) + max_new + chosen.lookahead
     if capacity > models["target"].max_len:
         raise InputError(f"prompt ({len(ids)} tokens) + --max-new {max_new} exceed the models' context "
                          f"{models['target'].max_len}")
     generation = Decoder(chosen, capacity).generate(ids, max_new, seed=seed)
-    text = trio.tokenizer.decode(generation.tokens)
+    text = tokenizer.decode(generation.tokens)
+    randoms = _random_roles(models)
     if as_json:
         typer.echo(json.dumps({"text": text, "tokens": list(generation.tokens),
-                               "acceptance": generation.acceptance()}))
+                               "acceptance": generation.acceptance(),
+                               **({"random_weights": randoms} if randoms else {})}))
         return
+    if randoms:
+        typer.echo(f"[random weights (timing only; the text means nothing): {', '.join(randoms)}]", err=True)
     typer.echo(prompt + text)
     report = generation.acceptance()
     parts = [f"{name}: alpha {value['alpha']:.3f}" for name, value in report.items() if "alpha" in value]
@@ -167,6 +214,9 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
           k: Optional[int] = _k, k_tiny: Optional[int] = _k_tiny, filter_width: Optional[int] = _filter_width,
           config_file: Optional[Path] = _config,
           draft: str = _draft, target: str = _target, trio_dir: Optional[Path] = _trio_option,
+          target_model: Optional[str] = _target_model, draft_model: Optional[str] = _draft_model,
+          tiny_model: Optional[str] = _tiny_model, random_weights: bool = _random_weights,
+          distributed: bool = _distributed, shard: bool = _shard,
           out: Path = typer.Option(Path("runtime-bench"), "--out", help="Directory for trace.jsonl and "
                                                                          "summary.json"),
           microbench: bool = typer.Option(True, "--microbench/--no-microbench",
@@ -180,8 +230,12 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
     """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
     knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
+    specs = {"target": target_model, "draft": draft_model, "tiny": tiny_model}
     if strategies is not None:
         names = tuple(name.strip() for name in strategies.split(",") if name.strip())
+    elif configured is None and any(specs.values()):  # the strategies the given roles can run
+        given = {role for role, spec in specs.items() if spec}
+        names = tuple(name for name in BENCH_DEFAULT if set(registry.get(name).roles) <= given)
     else:
         names = BENCH_DEFAULT if configured is None else (registry.AUTOREGRESSIVE.name, configured)
     for entry in names:  # names, runtime support and knob ranges checked before any model loads
@@ -194,10 +248,12 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
     config = BenchConfig(strategies=names, knobs=knobs,
                          sampling=sampling, new_tokens=new_tokens, repeats=repeats, staged_repeats=staged_repeats,
                          microbench=microbench, overhead_steps=overhead_steps, seed=seed, fsync=fsync, chip=chip,
-                         extra={"draft_weights": draft, "target_weights": target})
-    trio, models = _models(trio_dir, draft, target, seed)
+                         extra=({"models": {role: spec for role, spec in specs.items() if spec},
+                                 "random_weights": random_weights} if any(specs.values())
+                                else {"draft_weights": draft, "target_weights": target}))
+    tokenizer, models = _role_models(specs, random_weights, seed, trio_dir, distributed, shard, draft, target)
     texts = prompt or list(DEFAULT_PROMPTS)
-    summary = run_bench(models, [_prompt_ids(trio.tokenizer, text) for text in texts], config, out / "trace.jsonl",
+    summary = run_bench(models, [_prompt_ids(tokenizer, text) for text in texts], config, out / "trace.jsonl",
                         out / "summary.json", progress=not as_json, command=" ".join(sys.argv))
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
@@ -217,4 +273,12 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
                       f"{item.speedup:.2f}x" if item.speedup else "-", f"{item.mean_tokens_per_step:.2f}",
                       acceptance or "-", stages or "-", f"{item.compile_s:.1f}")
     Console(width=180).print(table)
+    if _random_roles(models):
+        typer.echo(f"random weights (timing only; tokens and acceptance mean nothing): "
+                   f"{', '.join(_random_roles(models))}")
     typer.echo(f"trace: {out / 'trace.jsonl'}  summary: {out / 'summary.json'}")
+
+
+from speccascade.cli_microbench import microbench  # noqa: E402  (its own module; registered here)
+
+app.command()(microbench)

@@ -20,6 +20,9 @@ from speccascade.errors import InputError
 from speccascade.strategies import StrategyKnobs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+from .cli_heads import app as _heads_app  # noqa: E402  (speccascade runtime heads train|eval|bench|report)
+
+app.add_typer(_heads_app, name="heads")
 
 RUNTIME_STRATEGIES = registry.runtime_names()  # what the runtime executes, known without importing jax
 # bench's default: the strategies the trio's models run (heads needs trained heads: `runtime heads bench`)

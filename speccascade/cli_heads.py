@@ -1,0 +1,188 @@
+"""``speccascade runtime heads``: train, evaluate, benchmark and report the decoding heads (runtime/heads).
+
+``train`` makes the self-distillation data from the trio's Target and trains every variant (Medusa, Cascadusa,
+Cascadusa-var, Hydra-style) identically into ``<trio>/heads``; ``eval`` prints the held-out accuracies (seed 002
+Table 1's shape) and the conditional accuracies; ``bench`` measures tokens per step and speedup per variant and tree
+size next to the cost model's prediction; ``report`` writes docs/heads.md from the checkpoint and a bench run.
+JAX is imported inside the commands only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from speccascade.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Decoding heads (Medusa, Cascadusa, Cascadusa-var, Hydra-style): train, eval, bench, report.")
+
+_trio = typer.Option(None, "--trio", help="Trio directory (default: $SPECCASCADE_HOME/trio; trained there on first "
+                                          "use); the heads live in <trio>/heads")
+_small = typer.Option(False, "--small-trio", help="If the trio directory holds no trio, train the small trio plan "
+                                                  "there first (a few minutes) instead of the default one (~20 min)")
+_sizes = typer.Option("1,2,4,8,16,32,64", "--sizes", help="Tree sizes (nodes) to measure, comma-separated")
+
+
+def _trio_dir(trio_dir: Optional[Path], small: bool) -> Path:
+    from speccascade.runtime.trio import default_trio_dir
+
+    return Path(trio_dir) if trio_dir is not None else default_trio_dir()
+
+
+def _load(trio_dir: Optional[Path], small: bool, seed: int = 0):
+    from speccascade.runtime.heads.train import small_trio_plan
+    from speccascade.runtime.trio import load_trio, train_trio
+
+    path = _trio_dir(trio_dir, small)
+    if not (path / "manifest.json").is_file():
+        if small:
+            train_trio(path, seed=seed, plan=small_trio_plan())
+        else:
+            from speccascade.runtime.trio import load_default_trio
+
+            return load_default_trio(path, seed=seed), path
+    return load_trio(path), path
+
+
+def _sizes_of(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise InputError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 0 or max(sizes) > 64:
+        raise InputError(f"--sizes must lie in [0, 64], got {text!r}")
+    return sizes
+
+
+def _variants(text: str | None) -> tuple[str, ...]:
+    from speccascade.runtime.heads.model import VARIANTS
+
+    if text is None:
+        return VARIANTS
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise InputError(f"--variants: unknown {unknown or text!r}; known: {', '.join(VARIANTS)}")
+    return names
+
+
+@app.command()
+def train(trio_dir: Optional[Path] = _trio, small: bool = _small,
+          seed: int = typer.Option(0, "--seed"),
+          quick: bool = typer.Option(False, "--quick", help="The tiny test plan (seconds)"),
+          force: bool = typer.Option(False, "--force", help="Retrain even if <trio>/heads exists")) -> None:
+    """Self-distillation data from the Target, then every heads variant trained identically into <trio>/heads."""
+    from speccascade.runtime.heads.train import DEFAULT_HEADS_PLAN, QUICK_HEADS_PLAN, heads_dir, train_all
+
+    trio, path = _load(trio_dir, small, seed)
+    if (heads_dir(path) / "manifest.json").is_file() and not force:
+        raise InputError(f"{heads_dir(path)} already holds trained heads; --force retrains them")
+    metadata = train_all(trio, path, seed=seed, plan=QUICK_HEADS_PLAN if quick else DEFAULT_HEADS_PLAN)
+    typer.echo(f"heads written to {heads_dir(path)} ({metadata['timings_s']['total_s']:.0f} s)")
+    _print_accuracy(metadata["evaluation"])
+
+
+def _print_accuracy(evaluation: dict) -> None:
+    from speccascade.runtime.heads.report import accuracy_table, conditional_table
+
+    typer.echo("\n".join(accuracy_table(evaluation)))
+    typer.echo("")
+    typer.echo("\n".join(conditional_table(evaluation)))
+
+
+@app.command("eval")
+def evaluate(trio_dir: Optional[Path] = _trio, small: bool = _small, seed: int = typer.Option(0, "--seed"),
+             as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON")) -> None:
+    """Held-out top-1..5 accuracy per head and variant (change vs Medusa) and the conditional accuracies, remade
+    from the held-out prompts (heads trained on first use)."""
+    from speccascade.runtime.heads.evaluate import evaluate_heads
+    from speccascade.runtime.heads.model import VARIANTS
+    from speccascade.runtime.heads.train import HeadsPlan, load_heads, make_sequences
+
+    trio, path = _load(trio_dir, small, seed)
+    models = {variant: load_heads(trio, variant, path, seed=seed) for variant in VARIANTS}
+    metadata = next(iter(models.values())).metadata
+    plan = HeadsPlan(**metadata["plan"])
+    heldout, _ = make_sequences(trio, plan, metadata["seed"], "heldout")
+    evaluation = {variant: evaluate_heads(model, heldout) for variant, model in models.items()}
+    if as_json:
+        typer.echo(json.dumps(evaluation))
+        return
+    _print_accuracy(evaluation)
+
+
+def _bench(trio, path: Path, variants, sizes, new_tokens: int, prompts: int, out: Optional[Path], seed: int,
+           progress: bool) -> dict:
+    from speccascade.runtime.heads.bench import bench_heads
+    from speccascade.runtime.heads.train import load_heads
+
+    models = {variant: load_heads(trio, variant, path, seed=seed) for variant in variants}
+    metadata = next(iter(models.values())).metadata
+    held = metadata["data"]["heldout_prompts"][:prompts]
+    if len(held) < prompts:
+        raise InputError(f"--prompts {prompts}: the heads' held-out set has {len(held)} prompts")
+    return bench_heads(trio, models, held, sizes, new_tokens, out=out, progress=progress, seed=seed)
+
+
+@app.command()
+def bench(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = _sizes,
+          variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated (default: all four)"),
+          new_tokens: int = typer.Option(64, "--new-tokens"), prompts: int = typer.Option(8, "--prompts"),
+          out: Path = typer.Option(Path("heads-bench"), "--out", help="Directory for summary.json and the traces"),
+          seed: int = typer.Option(0, "--seed"),
+          as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
+    """Greedy decoding per variant and tree size vs autoregressive: tokens/step, speedup, and the predictions."""
+    chosen, tree_sizes = _variants(variants), _sizes_of(sizes)
+    if new_tokens < 1 or prompts < 1:
+        raise InputError("--new-tokens and --prompts must be >= 1")
+    trio, path = _load(trio_dir, small, seed)
+    result = _bench(trio, path, chosen, tree_sizes, new_tokens, prompts, out, seed, not as_json)
+    (out / "summary.json").write_text(json.dumps(result, indent=1))
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from speccascade.runtime.heads.report import bench_table
+
+    typer.echo("\n".join(bench_table(result)))
+    typer.echo(f"summary: {out / 'summary.json'}")
+
+
+@app.command()
+def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = _sizes,
+           bench_summary: Optional[Path] = typer.Option(None, "--bench", help="A `heads bench` summary.json "
+                                                                             "(default: run the bench now)"),
+           new_tokens: int = typer.Option(64, "--new-tokens"), prompts: int = typer.Option(8, "--prompts"),
+           output: Path = typer.Option(Path("docs/heads.md"), "--output"),
+           seed: int = typer.Option(0, "--seed")) -> None:
+    """Write docs/heads.md: accuracy table, conditional accuracies, measured vs predicted per tree size, verdict."""
+    from speccascade.runtime.checkpoint import read_manifest
+    from speccascade.runtime.heads.model import VARIANTS
+    from speccascade.runtime.heads.report import write_report
+    from speccascade.runtime.heads.train import heads_dir
+
+    tree_sizes = _sizes_of(sizes)
+    trio, path = _load(trio_dir, small, seed)
+    if bench_summary is not None:
+        from speccascade.readers import read_json
+
+        result = read_json(bench_summary)
+    else:
+        result = _bench(trio, path, VARIANTS, tree_sizes, new_tokens, prompts, output.parent / "heads-bench-run",
+                        seed, True)
+    manifest = read_manifest(heads_dir(path))
+    plan = trio.metadata.get("plan", {})
+    target = plan.get("target", {})
+    stage = plan.get("target_stage", {})
+    note = (f"the trio at {path} (d_model {target.get('d_model')}, {target.get('n_layers')} layers, vocabulary "
+            f"{plan.get('vocab_size')}, {stage.get('steps')} training steps of {stage.get('batch')} x "
+            f"{stage.get('seq_len')} tokens; held-out cross-entropy "
+            f"{trio.metadata.get('evaluation', {}).get('heldout_cross_entropy', {}).get('target', float('nan')):.3f}"
+            " nats/token), frozen")
+    written = write_report(manifest, result, output, " ".join(["python -m speccascade", *sys.argv[1:]]), note,
+                           heads_dir(path))
+    typer.echo(f"report written to {written}")

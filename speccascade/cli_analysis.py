@@ -85,6 +85,8 @@ def optimize_command(
     objective: str = typer.Option("ms_per_token", help="ms_per_token | tokens_per_s_per_chip | throughput."),
     latency_limit: Optional[float] = typer.Option(None, "--latency-limit", help="Max ms/token (throughput)."),
     top: int = typer.Option(5, help="Configurations shown (best + runner-ups)."),
+    max_configurations: Optional[int] = typer.Option(None, "--max-configurations", help="Largest search allowed "
+                                                     "(default 2,000,000 configurations, about a minute)."),
     acceptance: Optional[Path] = typer.Option(None, "--acceptance", help="Acceptance file (JSON, from `speccascade "
                                               "calibrate`): fills --alpha, --alpha-tiny and the filtered cascade's "
                                               "filter pass (given flags win)."),
@@ -112,6 +114,7 @@ def optimize_command(
     fields = {"hardware": hardware, "target": target, "alpha": alpha, "alpha_tiny": alpha_tiny, "c": c,
               "c_tiny": c_tiny, "k_max": k_max, "k_tiny_max": k_tiny_max, "context": context, "combine": combine,
               "objective": objective, "latency_limit_ms": latency_limit, "top": top,
+              "max_configurations": max_configurations,
               "drafts": _candidates(draft, "--draft") if draft else None,
               "tinies": _candidates(tiny, "--tiny") if tiny else None,
               "quantizations": None if quantize is None else [q for q in quantize.split(",") if q],

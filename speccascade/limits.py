@@ -13,5 +13,6 @@ MAX_K = 256                        # draft tokens per step
 MAX_TREE_NODES = 4_096             # candidate-tree nodes (the tree is built node by node)
 MAX_SIMULATED_STEPS = 10_000_000_000  # simulate --steps (at ~10^8 steps/s: under two minutes)
 MAX_REQUEST_TOKENS = MAX_CONTEXT  # simulate --tokens: the N of an N-token request
+MAX_OPTIMIZE_CONFIGURATIONS = 2_000_000  # optimize: configurations evaluated (~30k/s); --max-configurations lifts it
 MAX_COST_RATIO = 1e6               # --c, --c-tiny, --verify-cost: cost relative to one target forward
 MAX_FILTER_WIDTH = 1 << 20         # Tiny's top-m (vocabularies are below 2^20)

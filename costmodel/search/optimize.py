@@ -24,6 +24,7 @@ import numpy as np
 from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.hardware import load_chip, load_model
+from speccascade.limits import MAX_K, MAX_OPTIMIZE_CONFIGURATIONS
 
 from ..config import PredictConfig
 from ..predict import evaluate
@@ -93,13 +94,21 @@ def structures(request: OptimizeRequest) -> list[Structure]:
                if "tiny" not in registry.get(strategy).roles or tinies]
         return out
     drafts, tinies = _expand_quantized(request), _tinies(request)
+    chip_counts, batches = list(dict.fromkeys(request.chip_counts)), list(dict.fromkeys(request.batches))
+    usable = [strategy for strategy in request.strategies
+              if not ("draft" in registry.get(strategy).roles and not drafts)
+              and not ("tiny" in registry.get(strategy).roles and not tinies)]
+    per_placement = sum(len(_structures_of(strategy, request, drafts, tinies, {})) for strategy in usable)
+    count = per_placement * len(chip_counts) * len(batches)  # counted before any is built
+    limit = request.max_configurations or MAX_OPTIMIZE_CONFIGURATIONS
+    if count > limit:
+        raise InputError(f"the search has {count:,} structures (at least as many configurations), more than the "
+                         f"limit of {limit:,} (fewer --chips/--batch/--filter-widths/--draft, or raise it with "
+                         "--max-configurations)")
     out = []
-    for chips in request.chip_counts:
-        for batch in request.batches:
-            for strategy in request.strategies:
-                spec = registry.get(strategy)
-                if ("draft" in spec.roles and not drafts) or ("tiny" in spec.roles and not tinies):
-                    continue
+    for chips in chip_counts:
+        for batch in batches:
+            for strategy in usable:
                 out += _structures_of(strategy, request, drafts, tinies, {"chips": chips, "batch": batch})
     if not out:
         raise InputError("nothing to search: give --draft candidates (and --tiny for cascades) or other --strategies")
@@ -133,7 +142,7 @@ def k_grid(request: OptimizeRequest, structure: Structure) -> tuple[np.ndarray, 
             and request.c > 0 and request.alpha < 1:
         k_star = float(continuous_optimal_k(request.alpha, request.c))
         if np.isfinite(k_star):
-            k_max = int(min(4096, max(k_max, math.ceil(k_star) + 1)))
+            k_max = int(min(MAX_K, max(k_max, math.ceil(k_star) + 1)))
     ks = np.arange(1, k_max + 1, dtype=float)[:, None] if "k" in knobs else np.array([[1.0]])
     k_tinies = np.arange(1, request.k_tiny_max + 1, dtype=float)[None, :] if "k_tiny" in knobs else np.array([[1.0]])
     return ks, k_tinies
@@ -185,10 +194,27 @@ def best_of(request: OptimizeRequest, structure: Structure, keep: int = 1) -> tu
     return choices, timings
 
 
+def check_size(request: OptimizeRequest, found: list[Structure]) -> int:
+    """The number of configurations the search evaluates, refused before any is evaluated when over
+    ``request.max_configurations`` (speccascade.limits.MAX_OPTIMIZE_CONFIGURATIONS unless --max-configurations)."""
+    limit = request.max_configurations or MAX_OPTIMIZE_CONFIGURATIONS
+    total = 0
+    for structure in found:
+        ks, k_tinies = k_grid(request, structure)
+        total += ks.size * k_tinies.size
+    if total > limit:
+        raise InputError(f"the search has {total:,} configurations ({len(found):,} structures), more than the limit "
+                         f"of {limit:,} (fewer --chips/--batch/--filter-widths or a smaller --k-max/--k-tiny-max, "
+                         "or raise it with --max-configurations)")
+    return total
+
+
 def optimize(request: OptimizeRequest) -> OptimizeResult:
     """Search every structure; rank feasible choices by the objective (ties: fewer chips, smaller K)."""
     choices, total, evaluated = [], 0, {}
-    for structure in structures(request):
+    found = structures(request)
+    check_size(request, found)
+    for structure in found:
         kept, timings = best_of(request, structure, keep=request.top)
         choices += kept
         evaluated[structure] = timings

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from speccascade import strategies as registry
 from speccascade.errors import InputError
-from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_COST_RATIO, MAX_FILTER_WIDTH
+from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_COST_RATIO, MAX_FILTER_WIDTH, MAX_K
 from speccascade.hardware import list_models, load_model
 
 from ..strategies import COSTMODEL
@@ -75,7 +75,7 @@ class OptimizeRequest(BaseModel):
     c_tiny: float | None = Field(default=None, ge=0.0, le=MAX_COST_RATIO)
     gamma_tiny: float = Field(default=0.95, ge=0.0, le=1.0)
     gamma_draft_given_tiny: float = Field(default=0.85, ge=0.0, le=1.0)
-    k_max: int = Field(default=32, ge=1, le=4096)
+    k_max: int = Field(default=32, ge=1, le=MAX_K)
     k_tiny_max: int = Field(default=8, ge=1, le=64)
     filter_widths: list[int] = Field(default_factory=lambda: [16, 64, 256, 1024])
     chips: list[int] | None = None              # None: 1, 2, 4, 8 (hardware mode)
@@ -85,6 +85,7 @@ class OptimizeRequest(BaseModel):
     objective: Objective = "ms_per_token"
     latency_limit_ms: float | None = Field(default=None, gt=0.0)
     top: int = Field(default=5, ge=1)
+    max_configurations: int | None = Field(default=None, ge=1)  # default: limits.MAX_OPTIMIZE_CONFIGURATIONS
 
     @model_validator(mode="after")
     def _consistent(self) -> "OptimizeRequest":

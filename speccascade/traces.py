@@ -48,7 +48,7 @@ from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.model import ModelProfile
-from speccascade.readers import loads_strict, read_text, validation_message
+from speccascade.readers import loads_strict, read_json, read_text, validation_message
 
 __all__ = [
     "READABLE_VERSIONS", "RECORD_KINDS", "SCHEMA_VERSION", "CompileRecord", "ForwardRecord", "HardwareInfo",
@@ -584,12 +584,9 @@ def _convert_summary_v1(data: dict) -> dict:
 def read_summary(path: str | Path) -> Summary:
     """Read a benchmark summary (version 1 converted on read, like a trace)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"summary file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: invalid summary: not valid JSON ({error})") from None
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"summary file not found: {path}")
+    data = read_json(path)  # the input layer: regular file, size limit, UTF-8, strict JSON
     try:
         if isinstance(data, dict):
             version = _version_of(data, path, 1)

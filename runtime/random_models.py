@@ -101,7 +101,7 @@ def random_params(config, seed: int = 0) -> dict:
         if "q" in node and "scale" in node:      # an int8 layer: uniform integers, per-row scale
             rows, fan_in = node["q"].shape
             scale = np.full((rows,), std_of(path, fan_in) / INT8_UNIFORM_STD, np.float32)
-            return {"q": jnp.asarray(draw("int8", (rows, fan_in))), "scale": jnp.asarray(scale)}
+            return {"q": jnp.asarray(draw("int8", (rows, fan_in))).block_until_ready(), "scale": jnp.asarray(scale)}
         out = {}
         for key, value in node.items():
             if isinstance(value, dict):
@@ -111,7 +111,7 @@ def random_params(config, seed: int = 0) -> dict:
             else:                                 # kernel [out, in] or embedding [V, d]
                 values = draw("normal", tuple(value.shape))
                 values = values * np.float32(std_of(path, value.shape[-1]))
-                out[key] = jnp.asarray(values.astype(float_dtype, copy=False))
+                out[key] = jnp.asarray(values.astype(float_dtype, copy=False)).block_until_ready()
                 del values
         return out
 

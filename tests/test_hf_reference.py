@@ -64,7 +64,7 @@ def test_cached_decode_equals_the_reference(pair):
         assert np.abs(np.concatenate(pieces, axis=1) - expected[:, 2:]).max() <= TOLERANCE, (family, chunk)
 
 
-def test_greedy_generation_is_token_identical_to_the_reference(pair, tmp_path):
+def test_greedy_generation_is_token_identical_to_the_reference(pair):
     family, ours, reference = pair
     new = 16
     reference.generation_config.eos_token_id = 10**6  # no such token: no early stop, every token compared
@@ -72,10 +72,9 @@ def test_greedy_generation_is_token_identical_to_the_reference(pair, tmp_path):
     expected = tuple(int(t) for t in np.asarray(output.sequences)[0, 6:6 + new])
     assert len(set(expected)) >= 3, expected  # not a degenerate repetition
     assert Decoder(Autoregressive(ours), 48).generate(PROMPT[:6], new).tokens == expected
-    # a drafter with the same vocabulary: its own random checkpoint of the family, one layer
-    draft = load_checkpoint(make_checkpoint(tmp_path / "draft", family, seed=11, layers=1), "fp32")
-    assert Decoder(Speculative(draft, ours, k=3), 48).generate(PROMPT[:6], new).tokens == expected
-    accepted = Decoder(Speculative(ours, ours, k=3), 48).generate(PROMPT[:6], new)  # every draft accepted
+    # speculative with the model as its own drafter: every draft accepted, the tokens still the reference's (the
+    # rejection path with these families: tests/test_real_models.py)
+    accepted = Decoder(Speculative(ours, ours, k=3), 48).generate(PROMPT[:6], new)
     assert accepted.tokens == expected and accepted.acceptance()["draft->target"]["alpha"] == 1.0
 
 

@@ -190,7 +190,8 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
         raise InputError("the benchmark needs at least one prompt")
     prompt = max(prompts, key=len)  # compile, warm-up, staged runs and overhead use the longest prompt
     strategies = {label: build_strategy(config.strategy_of(label), models.get("tiny"), models.get("draft"),
-                                        models["target"], config.sampling, config.knobs_of(label))
+                                        models["target"], config.sampling, config.knobs_of(label),
+                                        heads=models.get("heads"))
                   for label in config.strategies}
     lookahead = max(strategy.lookahead for strategy in strategies.values())
     capacity = len(prompt) + config.new_tokens + lookahead

@@ -186,3 +186,17 @@ def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = 
     written = write_report(manifest, result, output, " ".join(["python -m speccascade", *sys.argv[1:]]), note,
                            heads_dir(path))
     typer.echo(f"report written to {written}")
+
+
+def heads_for_run(names, trio_dir: Optional[Path], variant: str):
+    """The trained heads ``runtime generate|bench`` need when one of ``names`` is the heads strategy (trained on
+    first use into <trio>/heads), else None."""
+    from speccascade import strategies as registry
+
+    if not any("heads" in registry.get(registry.parse_strategy_spec(name)[0]).roles for name in names):
+        return None
+    from speccascade.runtime.heads.train import load_heads
+
+    _variants(variant)
+    trio, path = _load(trio_dir, False)
+    return load_heads(trio, variant, path)

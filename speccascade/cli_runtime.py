@@ -51,6 +51,9 @@ _random_weights = typer.Option(False, "--random-weights", help="Model specs buil
 _distributed = typer.Option(False, "--distributed", help="Start jax.distributed first (multi-host: SPECCASCADE_* "
                             "variables or auto-detection; docs/real-models.md)")
 _shard = typer.Option(False, "--shard", help="Target tensor-parallel over every device, drafters replicated")
+_heads_variant = typer.Option("medusa", "--heads-variant", help="heads strategy: medusa, cascadusa, cascadusa-var "
+                                                               "or hydra (trained on first use into <trio>/heads)")
+_tree_nodes = typer.Option(None, "--tree-nodes", help="heads strategy: nodes of the candidate tree; default 63")
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")
@@ -163,9 +166,11 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
              target_model: Optional[str] = _target_model, draft_model: Optional[str] = _draft_model,
              tiny_model: Optional[str] = _tiny_model, random_weights: bool = _random_weights,
              distributed: bool = _distributed, shard: bool = _shard,
+             heads_variant: str = _heads_variant, tree_nodes: Optional[int] = _tree_nodes,
              as_json: bool = typer.Option(False, "--json", help="Print {text, tokens, acceptance} as JSON")) -> None:
     """Decode PROMPT with one strategy (lossless: the target's distribution, whatever the strategy)."""
     knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
+    knobs = knobs if tree_nodes is None else knobs.updated({"tree_nodes": tree_nodes})
     strategy = strategy or configured
     if strategy is None:
         raise InputError("give --strategy (or a --config file that names one)")
@@ -178,7 +183,10 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
 
     tokenizer, models = _role_models({"target": target_model, "draft": draft_model, "tiny": tiny_model},
                                      random_weights, 0, trio_dir, distributed, shard, draft, target)
-    chosen = build_strategy(strategy, models.get("tiny"), models.get("draft"), models["target"], sampling, knobs)
+    from .cli_heads import heads_for_run
+
+    chosen = build_strategy(strategy, models.get("tiny"), models.get("draft"), models["target"], sampling, knobs,
+                            heads=heads_for_run((strategy,), trio_dir, heads_variant))
     ids = _prompt_ids(tokenizer, prompt)
     capacity = len(ids) + max_new + chosen.lookahead
     if capacity > models["target"].max_len:
@@ -230,9 +238,11 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
           chip: Optional[str] = typer.Option(None, "--chip", help="Chip profile of this machine for the trace header "
                                                                    "(name or TOML; default: its cached probe)"),
           fsync: bool = typer.Option(False, "--fsync", help="fsync the trace after every record"),
+          heads_variant: str = _heads_variant, tree_nodes: Optional[int] = _tree_nodes,
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
     """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
     knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
+    knobs = knobs if tree_nodes is None else knobs.updated({"tree_nodes": tree_nodes})
     specs = {"target": target_model, "draft": draft_model, "tiny": tiny_model}
     if strategies is not None:
         names = tuple(name.strip() for name in strategies.split(",") if name.strip())
@@ -255,6 +265,9 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
                                  "random_weights": random_weights} if any(specs.values())
                                 else {"draft_weights": draft, "target_weights": target}))
     tokenizer, models = _role_models(specs, random_weights, seed, trio_dir, distributed, shard, draft, target)
+    from .cli_heads import heads_for_run
+
+    models = {**models, "heads": heads_for_run(names, trio_dir, heads_variant)}
     texts = prompt or list(DEFAULT_PROMPTS)
     summary = run_bench(models, [_prompt_ids(tokenizer, text) for text in texts], config, out / "trace.jsonl",
                         out / "summary.json", progress=not as_json, command=" ".join(sys.argv))

@@ -40,8 +40,8 @@ NODES = 12
 
 @pytest.fixture(scope="module")
 def target():
-    (model,) = varied_transformer("heads-target", vocab=VOCAB, max_len=CAPACITY, seed=0, d_model=32, n_heads=4,
-                                  n_kv_heads=2, d_ff=64)
+    (model,) = varied_transformer("heads-target", vocab=VOCAB, max_len=CAPACITY, seed=0, d_model=32, n_layers=1,
+                                  n_heads=4, n_kv_heads=2, d_ff=64)
     return model
 
 
@@ -107,8 +107,7 @@ def test_typical_acceptance_is_labelled_lossy_and_greedy_identical(target, promp
     assert "LOSSY" in strategy.config()["acceptance"]
     assert HeadsTree(heads, target, NODES).acceptance == "lossless"  # the default
     decoder = Decoder(strategy, CAPACITY)
-    for prompt, expected in list(zip(prompts, reference))[:3]:
-        assert decoder.generate(prompt, NEW).tokens == expected
+    assert decoder.generate(prompts[0], NEW).tokens == reference[0]
 
 
 # --- sampled law ------------------------------------------------------------------------------------------------
@@ -139,9 +138,9 @@ def _law(law_target, variant, runs, tree=None):
     return strategy_law(decoder, law_target, LAW_PROMPT, strategy.tree.depth + 2, runs, seed=11, observe=_observe)
 
 
-@pytest.mark.parametrize("variant", ["medusa", "hydra"])
-def test_sampled_tree_decoding_follows_the_target_law(law_target, variant):
-    result, seen = _law(law_target, variant, 20_000)
+def test_sampled_tree_decoding_follows_the_target_law(law_target):
+    """Hydra-style heads (tokens depend on the path); the verification is the same code for every variant."""
+    result, seen = _law(law_target, "hydra", 20_000)
     assert result.pvalue > 1e-3, str(result)
     deep, sibling = seen
     assert deep > 500 and sibling > 500, seen  # the paths a tree-only bug would hide in were taken
@@ -157,11 +156,58 @@ def test_broken_tree_verifiers_fail_the_law(law_target, monkeypatch):
         return real(key, tokens, shifted, tree, config)
 
     monkeypatch.setattr(tree_module, "verify_tree", off_by_one)
-    broken, _ = _law(law_target, "medusa", 5_000)
+    broken, _ = _law(law_target, "medusa", 3_000)
     assert broken.pvalue < 1e-6, str(broken)
     monkeypatch.setattr(tree_module, "verify_tree", real)
 
     good = make_tree(LAW_ACCURACY, LAW_NODES)
     causal = dataclasses.replace(good, mask=np.tril(np.ones_like(good.mask)))
-    broken, _ = _law(law_target, "medusa", 5_000, tree=causal)
+    broken, _ = _law(law_target, "medusa", 3_000, tree=causal)
     assert broken.pvalue < 1e-6, str(broken)
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+def test_a_trained_head_beats_a_random_head_and_checkpoints_round_trip(tmp_path):
+    """Self-distillation on a small Target's own greedy continuations (a few dozen steps): the training loss falls
+    and the trained Medusa and Hydra heads' held-out top-1 beats random heads' (random blocks and output layers);
+    the safetensors file round-trips and a flipped byte is caught by the manifest's sha256."""
+    from speccascade.errors import InputError
+    from speccascade.runtime.checkpoint import read_manifest, write_manifest
+    from speccascade.runtime.heads.evaluate import evaluate_heads
+    from speccascade.runtime.heads.model import HeadsConfig, heads_model, init_heads, lm_head_of
+    from speccascade.runtime.heads.train import (HeadsPlan, annotate, continue_greedily, read_heads_file,
+                                                 save_heads, train_heads)
+
+    (small,) = varied_transformer("heads-train", vocab=VOCAB, max_len=64, seed=7, d_model=32, n_heads=4,
+                                  n_kv_heads=2, d_ff=64)
+    plan = HeadsPlan(prompt_len=8, generate=16, steps=30, batch=128, learning_rate=3e-3, warmup_steps=4)
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(0, VOCAB, (64, plan.prompt_len)).astype(np.int32)
+    tokens = continue_greedily(small, prompts, plan.generate, batch=64)
+    data = annotate(small, tokens, plan.prompt_len, batch=64)
+    train, heldout = (dataclasses.replace(data, tokens=data.tokens[rows], hidden=data.hidden[rows],
+                                          labels=data.labels[rows]) for rows in (slice(0, 48), slice(48, 64)))
+    assert np.mean(train.labels[:, plan.prompt_len - 1:-1] == train.tokens[:, plan.prompt_len:]) > 0.95
+    lm_head, embed = lm_head_of(small)
+    for variant in ("medusa", "hydra"):
+        config = HeadsConfig(variant, plan.heads, 32, VOCAB)
+        params, history = train_heads(config, init_heads(config, lm_head, embed), train, plan, seed=1)
+        assert np.mean(history[-5:], axis=0)[1] < np.mean(history[:5], axis=0)[1]
+        trained = evaluate_heads(heads_model(config, params), heldout)["cumulative"]
+        randomized = evaluate_heads(heads_model(config, init_heads(config, None, None, seed=2, random_blocks=1.0)),
+                                    heldout)["cumulative"]
+        for k in range(config.heads):
+            assert trained[k][0] > randomized[k][0] + 0.05, (variant, k, trained[k][0], randomized[k][0])
+        model = heads_model(config, params, name=variant)
+        save_heads(model, tmp_path / f"{variant}.safetensors", "abc")
+        loaded_config, loaded, header = read_heads_file(tmp_path / f"{variant}.safetensors")
+        assert loaded_config == config and header["target_sha256"] == "abc"
+        for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(loaded)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    write_manifest(tmp_path, ["medusa.safetensors"], {})
+    data = bytearray((tmp_path / "medusa.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "medusa.safetensors").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupted"):
+        read_manifest(tmp_path)

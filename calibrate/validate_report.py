@@ -49,6 +49,10 @@ def plot_paths(path: str | Path) -> list[Path]:
         raise InputError("--plot: empty file name (give a path such as --plot parity)")
     path = Path(path)
     stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
+    for given in dict.fromkeys((path, stem)):  # --plot /dev/null must not become /dev/null.png
+        if given.is_dir() or (given.exists() and not given.is_file()):
+            kind = "a folder" if given.is_dir() else "a special file (device, FIFO or socket)"
+            raise InputError(f"--plot {path}: {given} is {kind}; give a file name such as out/parity")
     return [stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.svg")]
 
 

@@ -72,7 +72,7 @@ def _resolve(kind: str, name: str) -> Path:
         return Path(name).expanduser()
     for directory in _dirs(kind):
         path = directory / f"{name}.toml"
-        if path.is_file():
+        if path.exists() or path.is_symlink():  # not only regular files: the reader names what is wrong
             return path
     raise UnknownNameError("hardware" if kind == "chips" else "model", name, _names(kind))
 

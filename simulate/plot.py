@@ -23,6 +23,10 @@ def plot_paths(path: str | Path) -> list[Path]:
     if path.name in ("", ".", ".."):
         raise InputError(f"--plot {path}: names a folder; give a file name such as {path / 'histogram'}")
     stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
+    for given in dict.fromkeys((path, stem)):  # --plot /dev/null must not become /dev/null.png
+        if given.is_dir() or (given.exists() and not given.is_file()):
+            kind = "a folder" if given.is_dir() else "a special file (device, FIFO or socket)"
+            raise InputError(f"--plot {path}: {given} is {kind}; give a file name such as out/histogram")
     return [stem.with_name(f"{stem.name}.{extension}") for extension in FORMATS]
 
 

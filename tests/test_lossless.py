@@ -35,7 +35,12 @@ def target():
 
 @pytest.fixture(scope="module")
 def prompts():
-    return random_prompts(3, VOCAB, seed=21)
+    return random_prompts(2, VOCAB, seed=21)
+
+
+@pytest.fixture(scope="module")
+def reference(target, prompts):
+    return greedy_reference(target, prompts, NEW)
 
 
 # PRODUCT BUG (found by these tests, not fixed here: the fix changes the registry's step shape). In both vertical
@@ -65,7 +70,7 @@ CASES = [(name, GREEDY) for name in SELF_DRAFT] + [(name, PLAIN) for name in SEL
 
 
 @pytest.mark.parametrize("name,sampling", CASES, ids=[f"{n}-{'greedy' if c.greedy else 'sampled'}" for n, c in CASES])
-def test_a_self_draft_accepts_every_draft(target, prompts, name, sampling):
+def test_a_self_draft_accepts_every_draft(target, prompts, reference, name, sampling):
     """Every draft at every level is accepted (alpha = 1) and every step emits all K drafts plus the bonus.
 
     For the vertical cascades whose Target sees every delivered token, TINY_LAG_BUG makes the Tiny level fail:
@@ -74,7 +79,7 @@ def test_a_self_draft_accepts_every_draft(target, prompts, name, sampling):
     build, verified, tiny_drafts = SELF_DRAFT[name]
     decoder = Decoder(build(target, sampling), CAPACITY)
     tiny_rejections = 0
-    for seed, prompt in enumerate(prompts[:2]):
+    for seed, (prompt, expected) in enumerate(zip(prompts, reference)):
         generation = decoder.generate(prompt, NEW, seed=seed)
         for step in generation.steps:
             outer = step.pairs["draft->target"]
@@ -90,7 +95,7 @@ def test_a_self_draft_accepts_every_draft(target, prompts, name, sampling):
         report = generation.acceptance()
         assert report["draft->target"]["alpha"] == 1.0
         if sampling.greedy:
-            assert generation.tokens == greedy_reference(target, [prompt], NEW)[0], name
+            assert generation.tokens == expected, name
         if name not in LAGGING_TINY:
             assert report["tokens_per_step"]["mean"] == verified + 1
     if name in LAGGING_TINY:
@@ -100,16 +105,18 @@ def test_a_self_draft_accepts_every_draft(target, prompts, name, sampling):
 
 def test_forward_columns_equals_the_full_head_at_those_ids():
     """``forward_columns(ids)`` (the filtered Draft's m-column head) gives the full head's logits at ``ids`` and
-    writes the same cache, for the toy model and the repository's Transformer (float32 and bfloat16), on a
-    two-token forward after six cached tokens (a filtered Draft's first forward of a step)."""
+    writes the same cache, for the toy model (a separate head) and the repository's Transformer (tied embedding;
+    float32 and int8, the Draft's formats), on a two-token forward after six cached tokens (a filtered Draft's
+    first forward of a step)."""
     ids = jnp.asarray([5, 0, 63, 17, 17, 40, 2], jnp.int32)  # unsorted, a repeat, both ends of the vocabulary
     tokens = jnp.asarray([random_prompts(1, VOCAB, seed=2, min_len=8, max_len=8)[0]], jnp.int32)
     models = [toy_transformer("cols-toy", vocab=VOCAB, max_len=16, seed=1),
-              *varied_transformer("cols", vocab=VOCAB, max_len=16, seed=2, weights=(None, "bfloat16"), d_model=32,
+              *varied_transformer("cols", vocab=VOCAB, max_len=16, seed=2, weights=(None, "int8"), d_model=32,
                                   n_heads=4, n_kv_heads=2)]
     for model in models:
-        _, cache = model.forward(model.params, model.init_cache(1, 16), tokens[:, :6])
-        full, full_cache = jax.jit(model.forward)(model.params, cache, tokens[:, 6:])
+        forward = jax.jit(model.forward)
+        _, cache = forward(model.params, model.init_cache(1, 16), tokens[:, :6])
+        full, full_cache = forward(model.params, cache, tokens[:, 6:])
         part, part_cache = jax.jit(model.forward_columns)(model.params, cache, tokens[:, 6:], ids)
         assert part.shape == (1, 2, ids.size)
         np.testing.assert_allclose(np.asarray(part, np.float32), np.asarray(full, np.float32)[..., np.asarray(ids)],
@@ -134,7 +141,7 @@ def test_the_greedy_reference_is_plain_argmax_over_full_forwards(target):
 
 def test_bf16_target_strategies_are_identical_on_a_model_whose_outputs_vary():
     """The bfloat16 Target on weights whose greedy outputs depend on the context (several distinct tokens per
-    prompt): the cascades and speculative decoding give its autoregressive tokens. (tests/test_runtime_models.py
+    prompt): speculative decoding and the vertical cascade give its autoregressive tokens. (tests/test_runtime_models.py
     runs every strategy on 20 prompts, on the training init.)"""
     capacity, new = 40, 16
     fp32, bf16 = varied_transformer("var", vocab=128, max_len=capacity, seed=1, weights=(None, "bfloat16"),
@@ -145,8 +152,8 @@ def test_bf16_target_strategies_are_identical_on_a_model_whose_outputs_vary():
     reference = Decoder(Autoregressive(bf16), capacity)
     expected = [reference.generate(p, new).tokens for p in prompts]
     assert all(len(set(tokens)) >= 5 for tokens in expected), expected
-    knobs = StrategyKnobs(k=3, k_tiny=2, filter_width=16)
-    for name in ("speculative", "vertical", "filtered"):
+    knobs = StrategyKnobs(k=3, k_tiny=2)
+    for name in ("speculative", "vertical"):  # the two ways the Target verifies (all K slots; `valid` slots)
         decoder = Decoder(build_strategy(name, tiny, draft, bf16, GREEDY, knobs), capacity)
         assert [decoder.generate(p, new).tokens for p in prompts] == expected, name
 

@@ -34,15 +34,14 @@ def test_eight_devices_and_a_model_axis(result):
 def test_sharded_decoding_gives_the_single_device_tokens_for_every_strategy(result, model):
     check = result[model]
     expected = {"transformer": {"autoregressive", "speculative", "vertical", "vertical-budget", "filtered"},
-                "toy": {"vertical", "vertical-budget", "filtered"}}[model]
+                "toy": {"vertical", "filtered"}}[model]
     assert set(check["identical"]) == expected
     for name, same in check["identical"].items():
         assert same, (name, check["single"], check["sharded"][name])
     assert check["reference_identical"], (check["single"], check["reference"])  # one device = the plain argmax loop
     assert len(check["single"]) >= 4 and all(len(tokens) == result["new_tokens"] >= 24 for tokens in check["single"])
     assert check["split_leaves"], "no weight was split"
-    assert check["collectives"] and all(check["collectives"].values()), \
-        f"a compiled step has no collective: nothing ran in parallel ({check['collectives']})"
+    assert check["collectives"] == {"filtered": True}, "the compiled step has no collective: nothing ran in parallel"
     # the outputs are not degenerate (a model repeating one token would make the comparison weak)
     for tokens in check["single"]:
         assert len(set(tokens)) >= 4, check["single"]

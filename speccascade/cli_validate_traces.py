@@ -12,7 +12,8 @@ from .cli_text import dumps, safe
 
 
 def run_trace_validation(traces: list[Path], fit_on: str, holdout: str, plot: str | Path | None,
-                         report: str | Path | None, force: bool, json_output: bool) -> None:
+                         report: str | Path | None, force: bool, json_output: bool,
+                         hardware: str | None = None) -> None:
     from speccascade.calibrate.validate_report import plot_paths, report_path, write_plot, write_report
     from speccascade.calibrate.validate_traces import validate_traces
     from speccascade.writers import check_new_file
@@ -20,7 +21,10 @@ def run_trace_validation(traces: list[Path], fit_on: str, holdout: str, plot: st
     # output names first: a refused name costs no fit
     for path in (plot_paths(plot) if plot is not None else []) + ([report_path(report)] if report is not None else []):
         check_new_file(path, force=force)
-    validation = validate_traces(traces, fit_on=fit_on, holdout=holdout)
+    from speccascade.hardware import load_chip
+
+    validation = validate_traces(traces, fit_on=fit_on, holdout=holdout,
+                                 chip=load_chip(hardware) if hardware else None)
     written = []
     if plot is not None:
         written += write_plot(validation, plot, force=force)

@@ -214,7 +214,7 @@ def test_bad_files_and_flags_are_one_line_exit_2(capsys, tmp_path):
     cases = [(["validate", "--reported", str(malformed)], "not valid JSON"),
              (["validate", "--reported", str(tmp_path / "absent.json")], "file not found"),
              (["validate"], "needs trace files"),
-             (["validate", "run.jsonl"], "not available yet"),
+             (["validate", "run.jsonl"], "give --fit-on or --holdout"),
              (["validate", "run.jsonl", "--reported", str(one)], "not both"),
              (["validate", "--reported", str(one), "--metric", "latency"], "--metric"),
              (["validate", "--reported", str(one), "--metric", "tokens_per_s"], "reports no tokens_per_s"),

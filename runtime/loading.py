@@ -68,11 +68,12 @@ def load_spec(spec: str, *, random_weights: bool = False, seed: int = 0, max_len
         return Loaded(models[role], spec, "trio", trio.tokenizer)
     path = Path(base).expanduser()
     if path.is_dir() or base.endswith("/"):
-        if random_weights:
-            return Loaded(random_model(f"{base}:{fmt}" if fmt else base, seed, max_len), spec, "random")
-        model = hf.load_checkpoint(path, fmt or "bf16", max_len)
+        if random_weights:  # the config's shape with random weights; the checkpoint's tokenizer if it has one
+            model, kind = random_model(f"{base}:{fmt}" if fmt else base, seed, max_len), "random"
+        else:
+            model, kind = hf.load_checkpoint(path, fmt or "bf16", max_len), "checkpoint"
         tokenizer = (hf.load_tokenizer(path, model.vocab_size) if (path / hf.TOKENIZER_FILE).is_file() else None)
-        return Loaded(model, spec, "checkpoint", tokenizer)
+        return Loaded(model, spec, kind, tokenizer)
     if not random_weights:
         from speccascade.hardware.registry import is_path, load_model
 

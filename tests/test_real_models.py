@@ -246,3 +246,19 @@ def test_microbench_writes_forward_records_calibration_reads(tmp_path, capsys, l
     assert len(used) == 8 and not unused
     assert "microbench roles must be unique" in one_line_error(capsys, "runtime", "microbench", "gemma-2b",
                                                                "gemma-2b", "--random-weights")
+
+
+def test_bench_with_checkpoint_specs_labels_random_weights(llama_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code, stdout, err = run(capsys, "runtime", "bench", "--target-model", f"{llama_dir}:fp32", "--draft-model",
+                            str(llama_dir), "--random-weights", "--new-tokens", "6", "--repeats", "1",
+                            "--staged-repeats", "0", "--no-microbench", "--overhead-steps", "0", "--out", str(out))
+    assert code == 0, err
+    assert "random weights (timing only" in stdout
+    trace = read_trace(out / "trace.jsonl")
+    assert {m.role for m in trace.header.models} == {"target", "draft"}
+    assert all(m.name.endswith(RANDOM_LABEL) for m in trace.header.models)
+    assert {"target", "draft"} == {note.split()[0] for note in trace.header.notes if "random weights" in note}
+    assert trace.header.config["models"] == {"target": f"{llama_dir}:fp32", "draft": str(llama_dir)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"autoregressive", "speculative"}  # what a target + draft can run

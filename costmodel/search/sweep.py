@@ -67,6 +67,8 @@ def parse_axis(text: str) -> tuple[str, list]:
         raise InputError(f"--grid: unknown axis '{name}'; known: {', '.join(VECTOR_AXES + STRUCTURAL_AXES)}")
     if name in TEXT_AXES:
         values = [part.strip() for part in spec.split(",") if part.strip()]
+        if not values:
+            raise InputError(f"--grid {text!r}: no values")
         if len(values) > MAX_AXIS_VALUES:
             raise InputError(f"--grid {name}: {len(values)} values, more than {MAX_AXIS_VALUES} on one axis")
         return name, values

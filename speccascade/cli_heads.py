@@ -172,8 +172,12 @@ def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = 
 
         result = read_json(bench_summary)
     else:
-        result = _bench(trio, path, VARIANTS, tree_sizes, new_tokens, prompts, output.parent / "heads-bench-run",
-                        seed, True)
+        import tempfile
+
+        run_dir = Path(tempfile.mkdtemp(prefix="heads-bench-"))
+        result = _bench(trio, path, VARIANTS, tree_sizes, new_tokens, prompts, run_dir, seed, True)
+        (run_dir / "summary.json").write_text(json.dumps(result, indent=1))
+        typer.echo(f"bench traces and summary: {run_dir}")
     manifest = read_manifest(heads_dir(path))
     plan = trio.metadata.get("plan", {})
     target = plan.get("target", {})
@@ -183,6 +187,12 @@ def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = 
             f"{stage.get('seq_len')} tokens; held-out cross-entropy "
             f"{trio.metadata.get('evaluation', {}).get('heldout_cross_entropy', {}).get('target', float('nan')):.3f}"
             " nats/token), frozen")
+    from speccascade.runtime.heads.train import small_trio_plan
+
+    if plan.get("target") == small_trio_plan().target:
+        note += (". This is the small trio plan (`small_trio_plan` in runtime/heads/train.py, `--small-trio`): no "
+                 "default trio (~/.speccascade/trio, about 20 minutes to train) was trained on this machine, and the "
+                 "quick trio's 40-step Target decodes nothing but spaces, which makes every head trivially right")
     written = write_report(manifest, result, output, " ".join(["python -m speccascade", *sys.argv[1:]]), note,
                            heads_dir(path))
     typer.echo(f"report written to {written}")

@@ -7,8 +7,9 @@
   (Medusa, Cascadusa, Cascadusa-var, Hydra-style), with trees deep and wide enough to accept paths through
   non-first siblings, and compiles one step;
 * sampled tree decoding follows the Target's law (the shared chi-square harness, fixed seed), with the accepted
-  paths that matter (depth >= 2, a non-first child) taken; deliberately broken variants (children verified against
-  their own logits instead of their parent's; a causal mask over the tree instead of the ancestor mask) fail;
+  paths that matter (depth >= 2, a non-first child) taken; a deliberately broken variant (children verified against
+  a child's logits instead of their parent's) fails;
+* a trained head beats a random head's top-1 (a few dozen self-distillation steps); heads checkpoints round-trip;
 * typical acceptance is labelled lossy and still greedy-identical under greedy decoding.
 """
 
@@ -120,8 +121,8 @@ PLAIN = SamplingConfig(greedy=False)
 
 @pytest.fixture(scope="module")
 def law_target():
-    (model,) = varied_transformer("heads-law", vocab=LAW_VOCAB, max_len=LAW_CAPACITY, seed=4, d_model=16, n_heads=2,
-                                  n_kv_heads=2, d_ff=32)
+    (model,) = varied_transformer("heads-law", vocab=LAW_VOCAB, max_len=LAW_CAPACITY, seed=4, d_model=16, n_layers=1,
+                                  n_heads=2, n_kv_heads=2, d_ff=32)
     return model
 
 
@@ -146,9 +147,10 @@ def test_sampled_tree_decoding_follows_the_target_law(law_target):
     assert deep > 500 and sibling > 500, seen  # the paths a tree-only bug would hide in were taken
 
 
-def test_broken_tree_verifiers_fail_the_law(law_target, monkeypatch):
-    """NOT LOSSLESS, on purpose: (a) each node's children verified against the child's own logits (the off-by-one
-    of tree verification); (b) a causal mask over the tree (siblings see each other) instead of ancestors only."""
+def test_a_broken_tree_verifier_fails_the_law(law_target, monkeypatch):
+    """NOT LOSSLESS, on purpose: each node's children verified against the first child's logits instead of their
+    parent's (the off-by-one of tree verification). The harness must reject it. (That the mask matters is
+    checked directly above: a node's logits equal the causal forward over its path only.)"""
     real = tree_module.verify_tree
 
     def off_by_one(key, tokens, logits, tree, config):
@@ -158,17 +160,11 @@ def test_broken_tree_verifiers_fail_the_law(law_target, monkeypatch):
     monkeypatch.setattr(tree_module, "verify_tree", off_by_one)
     broken, _ = _law(law_target, "medusa", 3_000)
     assert broken.pvalue < 1e-6, str(broken)
-    monkeypatch.setattr(tree_module, "verify_tree", real)
-
-    good = make_tree(LAW_ACCURACY, LAW_NODES)
-    causal = dataclasses.replace(good, mask=np.tril(np.ones_like(good.mask)))
-    broken, _ = _law(law_target, "medusa", 3_000, tree=causal)
-    assert broken.pvalue < 1e-6, str(broken)
 
 
 # --- training ---------------------------------------------------------------------------------------------------
 
-def test_a_trained_head_beats_a_random_head_and_checkpoints_round_trip(tmp_path):
+def test_a_trained_head_beats_a_random_head_and_checkpoints_round_trip(target, tmp_path):
     """Self-distillation on a small Target's own greedy continuations (a few dozen steps): the training loss falls
     and the trained Medusa and Hydra heads' held-out top-1 beats random heads' (random blocks and output layers);
     the safetensors file round-trips and a flipped byte is caught by the manifest's sha256."""
@@ -179,8 +175,7 @@ def test_a_trained_head_beats_a_random_head_and_checkpoints_round_trip(tmp_path)
     from speccascade.runtime.heads.train import (HeadsPlan, annotate, continue_greedily, read_heads_file,
                                                  save_heads, train_heads)
 
-    (small,) = varied_transformer("heads-train", vocab=VOCAB, max_len=64, seed=7, d_model=32, n_heads=4,
-                                  n_kv_heads=2, d_ff=64)
+    small = target
     plan = HeadsPlan(prompt_len=8, generate=16, steps=30, batch=128, learning_rate=3e-3, warmup_steps=4)
     rng = np.random.default_rng(0)
     prompts = rng.integers(0, VOCAB, (64, plan.prompt_len)).astype(np.int32)

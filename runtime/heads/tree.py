@@ -13,7 +13,9 @@ children t_1..t_k (in rank order) the multi-candidate rule (SpecInfer, Miao et a
 tries each in turn: accept t_i with probability min(1, p(t_i) / p^_i(t_i)) = p(t_i), else
 p <- norm(max(0, p - p^_i)) (t_i's mass removed); the first accepted child becomes the current node; if every
 child fails (or the node is a leaf) one token is sampled from the final p and the step ends. The emitted token
-has the Target's law: P(t_i) = prod_{j<i} (1 - p_j') p_i' = p(t_i) and P(y) = p(y) for any other y. Greedy is the
+has the Target's law: P(t_i) = prod_{j<i} (1 - p_j') p_i' = p(t_i) and P(y) = p(y) for any other y. The runtime
+evaluates the sequence of trials in closed form (child i's residual probability is p(t_i) / (1 - sum_{j<i} p(t_j)),
+one uniform per child, the first success wins), without a loop. Greedy is the
 same rule with p a point mass on the argmax: walk down while a child is the Target's argmax, then emit the argmax
 (greedy tree decoding = greedy autoregressive decoding, token for token).
 """
@@ -137,24 +139,21 @@ def verify_tree(key: jax.Array, tokens: jax.Array, logits: jax.Array, tree: Tree
             advance = found.astype(jnp.float32)
         else:
             p = to_probs(logits[current], config)
-            advance = jnp.sum(jnp.where(valid, p[kid_tokens], 0.0))   # P(some child accepted)
+            p_kids = jnp.where(valid, p[kid_tokens], 0.0)
+            advance = jnp.sum(p_kids)                                  # P(some child accepted)
             level_key = jax.random.fold_in(key, level)
-
-            def child(c, carry, kids=kids, valid=valid, kid_tokens=kid_tokens, level_key=level_key):
-                residual, chosen = carry
-                t = kid_tokens[c]
-                open_ = valid[c] & (chosen < 0)
-                u = jax.random.uniform(jax.random.fold_in(level_key, c), (), jnp.float32)
-                ok = open_ & (u < residual[t])                     # min(1, p(t) / p^(t)), p^ = delta(t)
-                chosen = jnp.where(ok, kids[c], chosen)
-                removed = residual.at[t].set(0.0)                  # max(0, p - delta(t)) on a distribution
-                mass = jnp.sum(removed)
-                removed = jnp.where(mass > 0, removed / jnp.where(mass > 0, mass, 1.0), residual)
-                residual = jnp.where(open_ & ~ok, removed, residual)
-                return residual, chosen
-
-            residual, chosen = jax.lax.fori_loop(0, width, child, (p, jnp.full((), -1, jnp.int32)))
-            found = chosen >= 0
+            # the sequential rule in closed form: after children 1..i-1 were rejected (each time p <- p with that
+            # token's mass removed, renormalized) child i's residual mass is p(t_i) / (1 - sum_{j<i} p(t_j))
+            before = jnp.cumsum(p_kids) - p_kids
+            remaining = 1.0 - before
+            ratio = jnp.where(remaining > 0, p_kids / jnp.where(remaining > 0, remaining, 1.0), 0.0)
+            uniform = jax.random.uniform(level_key, (width,), jnp.float32)
+            ok = valid & (uniform < ratio)                              # min(1, residual(t_i) / p^_i(t_i))
+            found = jnp.any(ok)
+            chosen = kids[jnp.argmax(ok)]
+            residual = p.at[jnp.where(valid, kid_tokens, p.shape[0])].set(0.0, mode="drop")
+            mass = jnp.sum(residual)
+            residual = jnp.where(mass > 0, residual / jnp.where(mass > 0, mass, 1.0), p)
             emitted = sample(jax.random.fold_in(level_key, width), residual, config)
         if level < depth:
             beta_sum = beta_sum + jnp.where(alive, advance, 0.0)

@@ -183,10 +183,13 @@ def library(tmp_path_factory):
 
     trace = write_trace(lib / "trace.jsonl")
     valid["trace"] = trace.read_text()
-    code, _, err = run_quiet("calibrate", str(trace), "--out", str(lib / "cal"), "--name", "lib")
-    assert code == 0, err
-    valid["acceptance"] = (lib / "cal" / "acceptance.json").read_text() if (lib / "cal" / "acceptance.json").exists() \
-        else None
+    from test_calibrate_acceptance import speculative_steps, write_trace as write_steps
+
+    from speccascade.calibrate.acceptance import fit_acceptance
+    from speccascade.simulate.processes import IID
+
+    steps = write_steps(lib / "steps.jsonl", speculative_steps(IID(0.8), 4, 3, 60, 1))
+    valid["acceptance"] = fit_acceptance([steps], bootstrap=100).write(lib / "acceptance.json").read_text()
     return Library(root=root, lib=lib, home=home, user=user, valid=valid)
 
 
@@ -198,20 +201,6 @@ class Library(dict):
 
     def __repr__(self) -> str:
         return "library"
-
-
-def run_quiet(*argv):
-    import io
-
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            from speccascade.cli import main
-
-            main(list(argv))
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)
@@ -294,11 +283,11 @@ def draw_file(data, library, folder: Path, kind: str, suffix: str) -> str:
                "missing": folder / f"missing{suffix}", "under-file": library["user"] / "notes.txt" / f"x{suffix}"}
     if how in special:
         if how in ("fifo", "zero", "folder"):  # named with the kind's suffix (a profile name must end in .toml)
-            link = folder / f"{how}{suffix}"
+            link = folder / f"{how}-{len(list(folder.iterdir()))}{suffix}"
             link.symlink_to(special[how])
             return str(link)
         return str(special[how])
-    path = folder / f"input{suffix}"
+    path = folder / f"input-{len(list(folder.iterdir()))}{suffix}"
     valid = library["valid"].get(kind)
     if how == "deep":
         content = ("[" * data.draw(st.integers(65, 100_000), label="depth") + "]" * 100_000).encode()
@@ -475,6 +464,35 @@ def test_bad_output_paths(capsys, library, data, command):
         if path in ("", "/dev/null") or path.startswith(str(library["user"])) or path.startswith(str(library["lib"])):
             assert code == 2
         assert not list(folder.glob("*.png")) and not list(folder.glob("*.svg"))
+
+
+@SETTINGS
+@given(data=st.data(), count=st.integers(1, 3), as_json=st.booleans())
+def test_hardware_list_with_bad_profiles_in_the_home(capsys, library, monkeypatch, data, count, as_json):
+    with example_folder(library["root"]) as example:
+        home = example.folder / "out" / "home"
+        for index in range(count):
+            kind = data.draw(st.sampled_from(["chip", "model"]), label="kind")
+            source = draw_file(data, library, example.folder, kind, ".toml")
+            target = home / ("chips" if kind == "chip" else "models") / f"p{index}.toml"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if Path(source).is_file() and not Path(source).is_symlink():
+                Path(source).rename(target)
+            else:
+                target.symlink_to(os.path.abspath(source))
+        monkeypatch.setenv("SPECCASCADE_HOME", str(home))
+        code, out, _ = check(capsys, "hardware", "list", *(["--json"] if as_json else []))
+        assert code == 0  # a broken profile is listed as broken, never an error of the whole listing
+        if as_json:
+            listing = strict_json(out)
+            assert {chip["name"] for chip in listing["chips"]} >= {"tpu-v5e", "h200"}
+
+
+@SETTINGS
+@given(extra=st.lists(st.one_of(st.sampled_from(["--json", "--markdown", "--help", "--nope"]), NAMES), max_size=2))
+def test_strategies_with_odd_arguments(capsys, library, extra):
+    with example_folder(library["root"]):
+        check(capsys, "strategies", *extra)
 
 
 # --- names and untrusted text -----------------------------------------------------------------------------

@@ -12,7 +12,9 @@ layer does not implement gets one line saying which layers do. This module impor
 
 Drafter lag (the runtime's static-shape convention, charged by the cost model too): at the start of a step a
 drafter's cache lacks the last two committed positions, so its first forward of a step (or of a review) feeds 2
-tokens, later ones 1; a verifier feeds the last committed token plus every draft it checks.
+tokens, later ones 1; the vertical cascades' Tiny, two levels below the Target, may lack three (its last review
+accepted every draft, so it never fed the last, and the Target then accepted all and added the bonus), so its first
+forward of a review feeds 3; a verifier feeds the last committed token plus every draft it checks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import AfterValidator, WithJsonSchema
 from .errors import InputError
 
 DRAFT_LAG = 2  # tokens a drafter's first forward of a step feeds (see the module docstring)
+TINY_LAG = 3   # the vertical cascades' Tiny, two levels below the Target: it may lack three positions
 ROLES = ("tiny", "draft", "target", "heads")
 
 
@@ -163,9 +166,10 @@ DRAFT_TARGET = Pair("draft", "target", "alpha", "the target's acceptance of a Dr
 TINY_DRAFT = Pair("tiny", "draft", "alpha_tiny", "the Draft's acceptance of a Tiny token (in a review)")
 
 
-def _drafter(role: str, drafts: Any, columns: str | None = None, label: str = "drafts") -> tuple[Forwards, ...]:
+def _drafter(role: str, drafts: Any, columns: str | None = None, label: str = "drafts",
+             lag: int = DRAFT_LAG) -> tuple[Forwards, ...]:
     """``drafts`` tokens drafted one by one: the first forward feeds the lag, the others one token each."""
-    return (Forwards(role, 1, DRAFT_LAG, columns, f"{label} (first, lag {DRAFT_LAG})"),
+    return (Forwards(role, 1, lag, columns, f"{label} (first, lag {lag})"),
             Forwards(role, drafts - 1, 1, columns, label))
 
 
@@ -185,7 +189,8 @@ def _speculative(knobs: Mapping[str, Any]) -> StepShape:
 def _review(knobs: Mapping[str, Any]) -> tuple[Forwards, ...]:
     """One Draft review: Tiny drafts k_tiny tokens, the Draft checks them in one forward over k_tiny + lag tokens."""
     k_tiny = knobs["k_tiny"]
-    return _drafter("tiny", k_tiny, label="tiny drafts") + (Forwards("draft", 1, k_tiny + DRAFT_LAG, None, "review"),)
+    return (_drafter("tiny", k_tiny, label="tiny drafts", lag=TINY_LAG)
+            + (Forwards("draft", 1, k_tiny + DRAFT_LAG, None, "review"),))
 
 
 def _vertical(knobs: Mapping[str, Any]) -> StepShape:

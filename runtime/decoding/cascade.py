@@ -2,7 +2,7 @@
 
 Vertical cascade (Chen et al. 2024 "Cascade Speculative Drafting"; Spector and Re 2023 "staged"). One Draft
 *review* (inner draft length k_tiny):
-    Tiny drafts k_tiny tokens y_j ~ r_j (lag 2: first forward 2 tokens, then k_tiny - 1 forwards of 1);
+    Tiny drafts k_tiny tokens y_j ~ r_j (lag 3: first forward 3 tokens, then k_tiny - 1 forwards of 1);
     Draft verifies them in one forward over k_tiny + 2 tokens (lag 2) -> q_1..q_{k_tiny+1}, accepts n with the
     lossless rule and adds one corrected/bonus token. The n + 1 delivered tokens are exact samples of the Draft's
     own autoregressive process, and the Draft distribution of each delivered token is q_1..q_{n+1}, known from
@@ -35,6 +35,8 @@ import jax.numpy as jnp
 
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
+
+from speccascade.strategies import TINY_LAG
 
 from .base import DRAFT_LAG, DecodingStrategy, feed, record_verdict, set_cache, split_key
 from .program import Loop, Program, Stage, State
@@ -101,12 +103,21 @@ class _ReviewCascade(DecodingStrategy):
         tiny, config, k = self.models[0], self.sampling, self.k_tiny
         base = state["length"] + state["count"]  # working length L
 
-        # the first draft feeds 2 tokens from L - 2 (lag 2); later drafts 1 token each, unrolled (k is small)
+        # the first draft feeds TINY_LAG = 3 tokens ending at L - 1: two levels below the Target, the Tiny may lack
+        # three positions at a step's start (its last review accepted every draft, so it never fed the last one,
+        # and the Target then accepted everything and added the bonus). Near the prompt's start the window is
+        # clamped at 0 and the logits at L - 1 picked by index (the extra position written is overwritten later).
+        # Later drafts feed 1 token each, unrolled (k is small).
         for j in range(k):
-            start, count = (base - DRAFT_LAG, DRAFT_LAG) if j == 0 else (base + j - 1, 1)
-            logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], start, count)
+            if j == 0:
+                start = jnp.maximum(base - TINY_LAG, 0)
+                logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], start, TINY_LAG)
+                last = jax.lax.dynamic_index_in_dim(logits, base - 1 - start, keepdims=False)
+            else:
+                logits, cache = feed(tiny, params[0], state["caches"][0], state["seq"], base + j - 1, 1)
+                last = logits[-1]
             state, key = split_key(set_cache(state, 0, cache), config)
-            token, r = draw(key, logits[-1], config)
+            token, r = draw(key, last, config)
             state = {**state, "seq": state["seq"].at[base + j].set(token)}
             if r is not None:
                 state = {**state, "r": state["r"].at[j].set(r)}

@@ -48,6 +48,8 @@ def strategies_command(json_output: bool = typer.Option(False, "--json", help="P
     from . import strategies as registry
     from .strategies_doc import describe, markdown as markdown_text, shape_lines
 
+    if markdown and json_output:
+        raise InputError("give --json or --markdown, not both")
     if markdown:
         typer.echo(markdown_text(), nl=False)
         return

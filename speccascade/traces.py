@@ -304,12 +304,15 @@ def convert_v1_record(data: Any, header_config: dict[str, Any] | None = None, no
 class TraceWriter:
     """Appends records to a JSON Lines trace, one flushed line each (``fsync=True`` also syncs to disk)."""
 
-    def __init__(self, path: str | Path, header: Header, fsync: bool = False):
+    def __init__(self, path: str | Path, header: Header, fsync: bool = False, *, force: bool = True):
+        """``force=False`` keeps an existing file (one InputError line; the CLI's output policy, see
+        speccascade/writers.py); special files, paths under a file and an empty name are always refused."""
         if header.schema_version != SCHEMA_VERSION:
             raise InputError(f"a trace is written with schema_version {SCHEMA_VERSION}, "
                              f"the header says {header.schema_version}")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from speccascade.writers import check_new_file
+
+        self.path = check_new_file(path, force=force)
         self._file = self.path.open("w", encoding="utf-8")
         self._fsync = fsync
         self.write(header)
@@ -561,10 +564,11 @@ def acceptance_from_steps(steps: list[StepRecord]) -> dict[str, PairSummary]:
             for name, (proposed, tested, accepted, beta) in totals.items()}
 
 
-def write_summary(path: str | Path, summary: Summary) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+def write_summary(path: str | Path, summary: Summary, *, force: bool = True) -> None:
+    """Write a benchmark summary atomically (``force=False`` keeps an existing file)."""
+    from speccascade.writers import write_text
+
+    write_text(path, summary.model_dump_json(indent=2) + "\n", force=force)
 
 
 def _convert_summary_v1(data: dict) -> dict:

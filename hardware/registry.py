@@ -159,11 +159,13 @@ def write_model_toml(profile: ModelProfile, path: str | Path, comments: Mapping[
             lines.append(f"# {key}: {comment}")
             comment = None
         lines.append(f"{text:<{width}}  # {comment}" if comment else text)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    load_toml_model(path, ModelProfile)  # what was written must read back
-    return path
+    from speccascade.writers import atomic_write
+
+    def write(temporary: Path) -> None:
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        load_toml_model(temporary, ModelProfile)  # what was written must read back, before it takes the name
+
+    return atomic_write(Path(path), write, force=True)
 
 
 def _integral(value):

@@ -171,6 +171,13 @@ def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = 
         from speccascade.readers import read_json
 
         result = read_json(bench_summary)
+        if any("walk_replay" not in row for entry in result["variants"].values() for row in entry["sizes"].values()):
+            from speccascade.runtime.heads.bench import complete
+            from speccascade.runtime.heads.train import load_heads
+
+            models = {variant: load_heads(trio, variant, path, seed=seed) for variant in result["variants"]}
+            held = next(iter(models.values())).metadata["data"]["heldout_prompts"][:result["prompts"]]
+            result = complete(result, trio.target, models, held)
     else:
         import tempfile
 

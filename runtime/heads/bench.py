@@ -145,20 +145,8 @@ def bench_heads(trio, heads: dict[str, object], prompts: Sequence[Sequence[int]]
     heads_time = {variant: {n: heads_ms(model, decoders[(variant, n)].strategy.tree, model.config.d_model)
                             for n in sizes} for variant, model in heads.items()}
     ar_ms = ms[("autoregressive", 0)]
-    # the text decoding really saw (the bench prompts' greedy continuations): its ranks and what they predict
-    from .evaluate import evaluate_heads
-    from .train import annotate
-
-    width = max(len(p) for p in prompts)
-    same = all(len(p) == width for p in prompts)
-    on_bench = {}
-    if same:
-        texts = np.asarray([list(prompts[i]) + list(decoded[i]) for i in range(len(prompts))], np.int32)
-        bench_text = annotate(target, texts, width)
-        on_bench = {variant: evaluate_heads(model, bench_text) for variant, model in heads.items()}
-    result = {"ar_ms_per_token": statistics.median(ar_ms), "new_tokens": new_tokens, "prompts": len(prompts),
-              "sizes": list(sizes), "forward_ms": {str(k): v for k, v in forward.items()},
-              "variants": {}}
+    # the text decoding really saw (the bench prompts' greedy continuations): what its own ranks predict
+    decoded_text = [list(prompts[i]) + list(decoded[i]) for i in range(len(prompts))]
     for variant, model in heads.items():
         evaluation = model.metadata.get("evaluation", {}).get(variant)
         rows = {}
@@ -178,15 +166,58 @@ def bench_heads(trio, heads: dict[str, object], prompts: Sequence[Sequence[int]]
                             "predicted_conditional": evaluation["predicted_conditional"][nodes],
                             "replay": evaluation["replay"][nodes],
                             "predicted_speedup": prediction["speedup"], "verify_cost": verify_cost})
-            if variant in on_bench:
-                row.update({"bench_text_replay": on_bench[variant]["replay"][nodes],
-                            "bench_text_predicted": on_bench[variant]["predicted_independent"][nodes],
-                            "bench_text_conditional": on_bench[variant]["predicted_conditional"][nodes]})
             rows[str(nodes)] = row
         best = max(rows, key=lambda n: rows[n]["speedup"])
         result["variants"][variant] = {"sizes": rows, "best_tree_nodes": int(best),
                                        "top1": [row[0] for row in evaluation["cumulative"]] if evaluation else None}
-        if variant in on_bench:
-            result["variants"][variant]["bench_text"] = {key: on_bench[variant][key] for key in
-                                                         ("positions", "cumulative", "marginal", "conditional")}
+    return complete(result, target, heads, prompts, decoded_text)
+
+
+def complete(result: dict, target, heads: dict, prompts, decoded_text=None) -> dict:
+    """Add to a bench result what the decoded text and the timings imply (idempotent):
+
+    * per (variant, N) from the decoded text itself (the prompts' greedy continuations, remade with the Target when
+      not given): ``bench_text_predicted`` / ``bench_text_conditional`` / ``bench_text_replay`` (the per-position
+      predictions of :mod:`.evaluate` on that text) and ``walk_replay`` (:func:`.evaluate.walk_replay`: the
+      decoding walk over its ranks, which weighs positions as decoding visits them);
+    * the step time split: ``step_ms`` (ms/token x tokens/step), ``forwards_ms`` (t_T(N + 1) + t_heads) and
+      ``host_ms`` (the rest: verification, KV compaction, buffer updates, dispatch, the statistics copy), the same
+      for autoregressive decoding, and ``predicted_speedup_host``: the cost model's speedup with a per-step host
+      time equal to autoregressive decoding's (what a calibrated chip's step overhead adds)."""
+    from .evaluate import evaluate_heads, walk_replay
+    from .train import annotate
+
+    prompts = [list(map(int, p)) for p in prompts]
+    width = max(len(p) for p in prompts)
+    new_tokens = result["new_tokens"]
+    if decoded_text is None:
+        from ..decoding import Autoregressive, Decoder
+
+        decoder = Decoder(Autoregressive(target), width + new_tokens + 1)
+        decoded_text = [p + list(decoder.generate(p, new_tokens).tokens) for p in prompts]
+    same = all(len(p) == width for p in prompts)
+    forward = {int(k): v for k, v in result["forward_ms"].items()}
+    ar_step = result["ar_ms_per_token"]
+    ar_host = max(ar_step - forward[1], 0.0)
+    result["ar_step_ms"], result["ar_host_ms"] = ar_step, ar_host
+    for variant, entry in result["variants"].items():
+        model = heads[variant]
+        if same:
+            texts = np.asarray(decoded_text, np.int32)
+            per_position = evaluate_heads(model, annotate(target, texts, width))
+            walk = walk_replay(model, annotate(target, texts, width - 1), new_tokens)
+            entry["bench_text"] = {key: per_position[key] for key in ("positions", "cumulative", "marginal",
+                                                                      "conditional")}
+        for nodes, row in entry["sizes"].items():
+            n = int(nodes)
+            if same:
+                row.update({"bench_text_predicted": per_position["predicted_independent"][n],
+                            "bench_text_conditional": per_position["predicted_conditional"][n],
+                            "bench_text_replay": per_position["replay"][n], "walk_replay": walk[n]})
+            step = row["ms_per_token"] * row["mean_tokens_per_step"]
+            forwards = row["verify_ms"] + row["heads_ms"]
+            row.update({"step_ms": step, "forwards_ms": forwards, "host_ms": step - forwards})
+            if "predicted_accepted" in row:
+                row["predicted_speedup_host"] = (row["predicted_accepted"] * (forward[1] + ar_host)
+                                                 / (forwards + ar_host))
     return result

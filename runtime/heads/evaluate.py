@@ -71,6 +71,16 @@ def tree_predictions(ranks: np.ndarray, marginal: list[list[float]], conditional
     chained = [marginal[0][path[0]] * float(np.prod([conditional[j][r] for j, r in enumerate(path) if j > 0]))
                for path in tree.paths]
     conditional_curve = (1.0 + np.concatenate([[0.0], np.cumsum(chained)])).tolist()
+    depth = accepted_depths(ranks, tree)                                 # [N+1, M]
+    sizes = np.arange(nodes + 1)
+    replay = (1.0 + depth.mean(axis=1)).tolist()
+    return {"predicted_independent": independent, "predicted_conditional": conditional_curve, "replay": replay,
+            "tree_depth": [max((len(p) for p in tree.paths[:n]), default=0) for n in sizes]}
+
+
+def accepted_depths(ranks: np.ndarray, tree) -> np.ndarray:
+    """Accepted depth at every position for the nested best-first trees of 0..N nodes (``tree`` the N-node one):
+    the longest prefix (R_1..R_d) of the position's ranks that is a node, int [N+1, M]."""
     order = {path: index for index, path in enumerate(tree.paths)}
     index = np.full(ranks.shape, np.iinfo(np.int64).max, np.int64)
     for row, rank_row in enumerate(ranks):
@@ -82,12 +92,38 @@ def tree_predictions(ranks: np.ndarray, marginal: list[list[float]], conditional
             if prefix not in order:
                 break
             index[row, depth] = order[prefix]
-    sizes = np.arange(nodes + 1)
+    sizes = np.arange(tree.nodes + 1)
     inside = index[None, :, :] < sizes[:, None, None]                  # [N+1, M, H]
-    depth = np.sum(np.cumprod(inside, axis=2), axis=2)                 # accepted depth per size and position
-    replay = (1.0 + depth.mean(axis=1)).tolist()
-    return {"predicted_independent": independent, "predicted_conditional": conditional_curve, "replay": replay,
-            "tree_depth": [max((len(p) for p in tree.paths[:n]), default=0) for n in sizes]}
+    return np.sum(np.cumprod(inside, axis=2), axis=2)
+
+
+def walk_replay(model: HeadsModel, data, new_tokens: int, nodes: int = MAX_NODES) -> list[float]:
+    """Tokens per step that greedy tree decoding of ``data``'s own text would show, per tree size 0..nodes: the
+    decoding walk replayed on the ranks (a step from position t accepts the depth d the ranks at t allow and the
+    next step starts at t + d + 1, the first one at the last prompt token's predecessor, as the decoder does;
+    the last step of each sequence is dropped as the bench drops it). ``data.prompt_len`` must be the prompt's
+    length minus one (so positions start at the decoder's first hidden state). Unlike the per-position replay
+    this weighs positions as decoding visits them: a run of easy positions is crossed in few steps."""
+    config = model.config
+    ranks = head_ranks(model, data)
+    accuracy = model.accuracy if model.accuracy is not None else accuracy_tables(ranks)["marginal"]
+    tree = build_tree([list(row) for row in accuracy], nodes)   # the tree the runtime builds
+    depth = accepted_depths(ranks, tree)                                # [N+1, M]
+    pairs = data.positions(config.heads)
+    where = {(int(r), int(t)): i for i, (r, t) in enumerate(pairs)}
+    out = []
+    for size in range(nodes + 1):
+        emitted = []
+        for row in range(data.tokens.shape[0]):
+            t, made, steps = data.prompt_len - 1, 0, []
+            while made < new_tokens and (row, t) in where:
+                d = int(depth[size, where[(row, t)]])
+                steps.append(d + 1)
+                made += d + 1
+                t += d + 1
+            emitted += steps[:-1] if made >= new_tokens else steps
+        out.append(float(np.mean(emitted)) if emitted else float("nan"))
+    return out
 
 
 def evaluate_heads(model: HeadsModel, data) -> dict:

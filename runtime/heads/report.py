@@ -50,21 +50,24 @@ def conditional_table(evaluation: dict) -> list[str]:
 
 
 def bench_table(bench: dict) -> list[str]:
-    lines = ["| variant | tree nodes | depth | measured tokens/step | predicted (cost model, independent) | diff | "
-             "predicted (conditional) | replay on held-out ranks | on the decoded text: independent / conditional / "
-             "replay | measured speedup (range over prompts) | predicted speedup | verify cost R |",
-             "|" + "---|" * 12]
+    lines = ["| variant | tree nodes | depth | measured tokens/step | cost model (independent, held-out accuracies) | "
+             "diff | conditional | replay (held-out) | decoded text: independent / conditional / replay | decoding "
+             "walk on the decoded text | measured speedup (range over prompts) | predicted speedup: forwards only / "
+             "+ AR host time | step ms = forwards + host |", "|" + "---|" * 13]
     for variant in (v for v in VARIANTS if v in bench["variants"]):
         for nodes, row in bench["variants"][variant]["sizes"].items():
-            depth = row.get("depth", "")
             diff = _pct(row["mean_tokens_per_step"], row["predicted_accepted"])
             decoded = (f"{row['bench_text_predicted']:.3f} / {row['bench_text_conditional']:.3f} / "
                        f"{row['bench_text_replay']:.3f}" if "bench_text_replay" in row else "-")
+            walk = f"{row['walk_replay']:.3f}" if "walk_replay" in row else "-"
             low, high = row.get("speedup_range", [row["speedup"]] * 2)
-            lines.append(f"| {LABELS[variant]} | {nodes} | {depth} | {row['mean_tokens_per_step']:.3f} | "
+            host = f"{row['predicted_speedup_host']:.2f}x" if "predicted_speedup_host" in row else "-"
+            split = (f"{row['step_ms']:.2f} = {row['forwards_ms']:.2f} + {row['host_ms']:.2f}"
+                     if "step_ms" in row else "-")
+            lines.append(f"| {LABELS[variant]} | {nodes} | {row.get('depth', '')} | {row['mean_tokens_per_step']:.3f} | "
                          f"{row['predicted_accepted']:.3f} | {diff} | {row['predicted_conditional']:.3f} | "
-                         f"{row['replay']:.3f} | {decoded} | {row['speedup']:.2f}x ({low:.2f}-{high:.2f}) | "
-                         f"{row['predicted_speedup']:.2f}x | {row['verify_cost']:.2f} |")
+                         f"{row['replay']:.3f} | {decoded} | {walk} | {row['speedup']:.2f}x ({low:.2f}-{high:.2f}) | "
+                         f"{row['predicted_speedup']:.2f}x / {host} | {split} |")
     return lines
 
 
@@ -122,11 +125,26 @@ def verdict(evaluation: dict, bench: dict) -> list[str]:
                    + ".")
     best = {v: bench["variants"][v]["sizes"][str(bench["variants"][v]["best_tree_nodes"])] for v in bench["variants"]}
     base = best.get("medusa")
+    same_size = {}
+    if "medusa" in bench["variants"]:
+        for variant, entry in bench["variants"].items():
+            ours, theirs = entry["sizes"], bench["variants"]["medusa"]["sizes"]
+            same_size[variant] = [ours[n]["mean_tokens_per_step"] / theirs[n]["mean_tokens_per_step"] - 1
+                                  for n in ours if n in theirs]
+    summary = []
+    for variant in ("cascadusa", "cascadusa-var", "hydra"):
+        if variant in same_size and variant in evaluation:
+            gains = same_size[variant]
+            top1 = [evaluation[variant]["cumulative"][k][0] / medusa["cumulative"][k][0] - 1
+                    for k in range(len(medusa["cumulative"]))]
+            summary.append(f"{LABELS[variant]}: top-1 {100 * min(top1):+.1f}% to {100 * max(top1):+.1f}% by head, "
+                           f"tokens per step {100 * min(gains):+.1f}% to {100 * max(gains):+.1f}% at equal tree size")
+    if summary:
+        out.insert(0, "- **In one line, against Medusa trained the same way**: " + "; ".join(summary) + ".")
     for variant, row in best.items():
         low, high = row.get("speedup_range", [row["speedup"]] * 2)
         extra = "" if variant == "medusa" or base is None else \
-            f"; {_pct(row['speedup'], base['speedup'])} vs Medusa's best, tokens/step " \
-            f"{_pct(row['mean_tokens_per_step'], base['mean_tokens_per_step'])}"
+            f"; {_pct(row['speedup'], base['speedup'])} vs Medusa's best"
         out.append(f"- {LABELS[variant]}: best measured speedup {row['speedup']:.2f}x (per-prompt range "
                    f"{low:.2f}-{high:.2f}) at {bench['variants'][variant]['best_tree_nodes']} nodes, "
                    f"{row['mean_tokens_per_step']:.2f} tokens/step{extra}.")
@@ -156,16 +174,57 @@ def verdict(evaluation: dict, bench: dict) -> list[str]:
                    f"to {100 * columns[:, 2].max():+.1f}%). What is left after the replay is the position sampling "
                    "of decoding (a step starts only where the previous one stopped), which no per-position "
                    "accuracy sees.")
+    walks = [r["mean_tokens_per_step"] / r["walk_replay"] - 1 for v in bench["variants"].values()
+             for r in v["sizes"].values() if "walk_replay" in r]
+    if walks:
+        out.append(f"- The decoding walk replayed on the decoded text's ranks gives the measured tokens per step to "
+                   f"{100 * max(abs(w) for w in walks):.2f}% at every variant and size: the runtime accepts exactly "
+                   "what the heads' ranks allow (nothing lost to verification), and the gap to the per-position "
+                   "predictions is where steps start, not the tree model's algebra.")
     ratios = [evaluation[v]["conditional"][k][0] / evaluation[v]["marginal"][k][0]
               for v in evaluation for k in range(1, len(evaluation[v]["marginal"])) if evaluation[v]["marginal"][k][0]]
     if ratios:
-        out.append(f"- Independence: heads 2..H are right {min(ratios):.2f}-{max(ratios):.2f} times as often when the "
-                   "heads before them were right as on average. "
-                   + ("Ratios above 1 mean the heads' successes are positively correlated, so the independent "
-                      "product undervalues deep nodes and the cost model under-predicts tokens per step."
-                      if min(ratios) > 1 else "Ratios near 1 support the cost model's independence assumption."
-                      if max(abs(r - 1) for r in ratios) < 0.05 else
-                      "Ratios away from 1 mean the independent product misvalues deep nodes."))
+        rows = [r for v in bench["variants"].values() for r in v["sizes"].values()]
+        under = [r["replay"] / r["predicted_accepted"] - 1 for r in rows]
+        cond = [r["predicted_conditional"] / r["replay"] - 1 for r in rows]
+        out.append(f"- Independence, measured: heads 2..H are right {min(ratios):.2f}-{max(ratios):.2f} times as often "
+                   "when the heads before them were right as on average (table above). Per position this makes the "
+                   "independent product under-predict: the held-out replay differs from the cost model's figure by "
+                   f"{100 * min(under):+.1f}% to {100 * max(under):+.1f}%, and the prediction from the conditional "
+                   f"accuracies differs from the replay by {100 * min(cond):+.1f}% to {100 * max(cond):+.1f}%. The heads whose inputs "
+                   "carry the drafted tokens (Hydra-style) are nearly independent given them, and there the cost "
+                   "model is closest.")
+    if "walk_replay" in next(iter(next(iter(bench["variants"].values()))["sizes"].values())):
+        rows = [r for v in bench["variants"].values() for r in v["sizes"].values()]
+        sampling = [r["walk_replay"] / r["bench_text_replay"] - 1 for r in rows]
+        out.append("- So the measured tokens per step sit below every per-position prediction although the heads "
+                   "are positively correlated: decoding visits positions unevenly (after an easy run of accepted "
+                   "nodes the next step starts further on; hard stretches are crossed in many short steps), which "
+                   f"lowers tokens per step by {100 * -max(sampling):.1f}% to {100 * -min(sampling):.1f}% against "
+                   "the per-position replay of the same text. A per-position accuracy table cannot carry this; "
+                   "the cost model's E is the per-position figure.")
+    speed = [(v, e["sizes"][str(e["best_tree_nodes"])]) for v, e in bench["variants"].items()]
+    ranges = [r.get("speedup_range", [r["speedup"]] * 2) for _, r in speed]
+    if ranges and max(low for low, _ in ranges) < min(high for _, high in ranges):
+        out.append("- Speed: the per-prompt speedup ranges of every variant's best tree overlap, so this run does not "
+                   "resolve a speed difference between the variants; the tokens-per-step differences are the "
+                   "resolved result.")
+    ar_host, ar_step = bench.get("ar_host_ms"), bench.get("ar_step_ms")
+    if ar_host is not None:
+        hosts = [r["host_ms"] for r in rows]
+        forward_1 = float(bench["forward_ms"]["1"])
+        out.append(f"- Cost: one Target forward over 1 token takes {forward_1:.2f} ms here, but an autoregressive "
+                   f"step {ar_step:.2f} ms ({ar_host:.2f} ms outside the forward: the per-step dispatch and "
+                   "statistics transfer of the decoding loop); a forward over N + 1 tree tokens costs "
+                   f"{min(float(v) for k, v in bench['forward_ms'].items() if k != '1') / forward_1:.1f}-"
+                   f"{max(float(v) for v in bench['forward_ms'].values()) / forward_1:.1f}x the 1-token forward on "
+                   "XLA:CPU for this small model. The cost model charging forwards only therefore predicts a "
+                   "slowdown; with autoregressive decoding's host time added to every step it predicts "
+                   f"{min(r['predicted_speedup_host'] for r in rows):.2f}-"
+                   f"{max(r['predicted_speedup_host'] for r in rows):.2f}x, and the measured "
+                   f"{min(r['speedup'] for r in rows):.2f}-{max(r['speedup'] for r in rows):.2f}x is lower still "
+                   f"because a heads step spends {min(hosts):.1f}-{max(hosts):.1f} ms outside its forwards against "
+                   f"{ar_host:.1f} ms for an autoregressive step (tree walk, KV compaction, more buffers).")
     return out
 
 
@@ -262,9 +321,12 @@ def write_report(manifest: dict, bench: dict, output: str | Path, command: str, 
         f"with autoregressive decoding ({bench['ar_ms_per_token']:.2f} ms/token median). Tokens/step = accepted "
         "tree nodes + 1. Predicted (cost model) = `predict --heads-accuracy` over the measured marginal "
         "accuracies (independent heads); predicted (conditional) = the same tree valued with the conditional "
-        "accuracies; replay = the tree applied to the held-out ranks themselves (no assumption). Predicted speedup "
-        "= the cost model's E / R with R = (t_T(N + 1) + t_heads) / t_T(1) from this run's forward "
-        "microbenchmark (host overhead not modelled).",
+        "accuracies; replay = the tree applied to the held-out ranks themselves (no assumption); the same three "
+        "on the text the bench decoded; the decoding walk = the decoder's own step sequence replayed on that text's "
+        "ranks. Predicted speedup, forwards only = the cost model's E / R with R = (t_T(N + 1) + t_heads) / t_T(1) "
+        "from this run's forward microbenchmark; + AR host time = the same with autoregressive decoding's "
+        "per-step time outside its forward added to both steps (a calibrated chip's step overhead). Step ms = "
+        "ms/token x tokens/step, split into the forwards (t_T(N + 1) + t_heads) and the rest.",
         "",
         *bench_table(bench),
         "",
@@ -281,6 +343,22 @@ def write_report(manifest: dict, bench: dict, output: str | Path, command: str, 
         "## Verdict",
         "",
         *verdict(evaluation, bench),
+        "",
+        "## Limits of this measurement",
+        "",
+        "- One small Target on a shared 2-core CPU. Its greedy text loops (see the 4-gram share above), which makes "
+        "every head far more accurate than Medusa heads on Vicuna-7B (seed 002: head 1 top-1 0.59); the relative "
+        "comparison between variants is what carries over, not the absolute figures.",
+        f"- Autoregressive decoding runs at {bench['ar_ms_per_token']:.2f} ms/token here, most of it outside the "
+        "Target's forward: fixed per-step costs (dispatch, the statistics transfer, the tree walk and the KV "
+        "compaction) dominate this small model's steps, unlike a large model's, where the forward dominates and "
+        "the cost model's forwards-only charge is the right first approximation. The timings of this machine vary "
+        "with the other jobs on it; the speedup range over prompts shows how much.",
+        "- Greedy decoding only in the bench. Sampling is lossless too (tests/test_heads.py: the chi-square test of "
+        "the Target's law), but its acceptance is not measured here.",
+        "- One training run per variant (one seed, the same data and batches for all): the spread between training "
+        "runs is not measured, and an accuracy change within two standard errors of the held-out sample is not "
+        "evidence either way.",
         "",
     ]
     output.write_text("\n".join(lines))

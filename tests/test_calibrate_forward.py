@@ -161,7 +161,7 @@ def test_step_forwards_follow_the_registry_and_recorded_reviews():
                       pairs={"tiny->draft": PairRecord(proposed=6, tested=4, accepted=3, beta_sum=3.0),
                              "draft->target": PairRecord(proposed=4, tested=4, accepted=4, beta_sum=4.0)})
     forwards = [(f.role, int(f.count), int(f.tokens)) for f in step_forwards(step)]
-    assert forwards == [("tiny", 2, 2), ("tiny", 4, 1), ("draft", 2, 5), ("target", 1, 5)]  # 2 reviews
+    assert forwards == [("tiny", 2, 3), ("tiny", 4, 1), ("draft", 2, 5), ("target", 1, 5)]  # 2 reviews
 
 
 # --- traces and the command ------------------------------------------------------------------------------------

@@ -147,6 +147,9 @@ def bench_heads(trio, heads: dict[str, object], prompts: Sequence[Sequence[int]]
     ar_ms = ms[("autoregressive", 0)]
     # the text decoding really saw (the bench prompts' greedy continuations): what its own ranks predict
     decoded_text = [list(prompts[i]) + list(decoded[i]) for i in range(len(prompts))]
+    result = {"ar_ms_per_token": statistics.median(ar_ms), "new_tokens": new_tokens, "prompts": len(prompts),
+              "rounds": rounds, "sizes": list(sizes), "forward_ms": {str(k): v for k, v in forward.items()},
+              "variants": {}}
     for variant, model in heads.items():
         evaluation = model.metadata.get("evaluation", {}).get(variant)
         rows = {}

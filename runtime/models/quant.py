@@ -66,7 +66,8 @@ class Int8Embed(nnx.Module):
         self.scale = nnx.Param(jnp.ones((vocab_size,), jnp.float32))
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        return self.q[...][tokens].astype(jnp.float32) * self.scale[...][tokens][..., None]
+        rows = jax.lax.optimization_barrier(self.q[...][tokens])  # see transformer.gather_rows
+        return rows.astype(jnp.float32) * self.scale[...][tokens][..., None]
 
     def attend(self, x: jax.Array) -> jax.Array:
         return int8_matmul(x, self.q[...], self.scale[...])

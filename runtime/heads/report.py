@@ -294,6 +294,7 @@ def write_report(manifest: dict, bench: dict, output: str | Path, command: str, 
         f"{plan['warmup_steps']}, cosine to 10%), loss sum_k w_k CE_k with w = "
         f"{[round(w, 3) for w in metadata['loss_weights']]}. Time: data {timings['data_s']:.0f} s, "
         + ", ".join(f"{LABELS[v]} {timings[f'{v}_s']:.0f} s" for v in metadata["variants"])
+        + " (training twice from the same seed gives bit-identical heads: checked with the quick plan)"
         + ". Final losses (mean of the last 20 steps, heads 1..H): "
         + "; ".join(f"{LABELS[v]} " + ", ".join(f"{x:.3f}" for x in final[v]) for v in metadata["variants"])
         + ".",

@@ -102,7 +102,7 @@ def _role_models(specs: dict, random_weights: bool, seed: int, trio_dir, distrib
 
 
 def _random_roles(models: dict) -> list[str]:
-    return sorted(role for role, model in models.items() if model is not None and model.random_weights)
+    return sorted(role for role, model in models.items() if getattr(model, "random_weights", False))
 
 
 def _knobs(config_file: Optional[Path], k, k_tiny, filter_width) -> tuple[StrategyKnobs, str | None]:

@@ -36,6 +36,7 @@ from speccascade.acceptance_file import (
     PARAMETERS, AcceptanceEntry, AcceptanceFile, MarkovFit, PositionalFit, Provenance, Skipped, TraceSource,
 )
 from speccascade.errors import InputError
+from speccascade.readers import read_bytes
 from speccascade.traces import StepRecord, Trace, read_traces
 
 from . import acceptance_mle as mle
@@ -139,9 +140,11 @@ def _rounds(step: StepRecord, name: str) -> tuple[list[str] | None, str]:
 
 
 def _sha256(path: Path) -> str | None:
+    """The trace file's digest, read through the input layer (a regular file within the trace size limit); None
+    when it is gone or unreadable since it was parsed (the provenance then says so)."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_bytes(path, "trace")).hexdigest()
+    except (OSError, InputError):
         return None
 
 

@@ -36,7 +36,6 @@ from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.probe import cached_profile, cpu_model_name, default_output
 from speccascade.hardware.registry import load_chip, portable_chip
 from speccascade import strategies as registry
-from speccascade import strategies as registry
 from speccascade.strategies import StrategyKnobs, parse_strategy_spec
 from speccascade.traces import (
     CompileRecord, HardwareInfo, Header, Knobs, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
@@ -92,6 +91,12 @@ class BenchConfig:
         # may run side by side: speculative:k=2, speculative:k=6)
         object.__setattr__(self, "strategies", tuple(own))
         object.__setattr__(self, "_variants", own)
+        if self.new_tokens < 1 or self.repeats < 1 or self.staged_repeats < 0 or self.overhead_steps < 0 \
+                or self.microbench_repeats < 1:
+            raise InputError("new_tokens, repeats and microbench_repeats must be >= 1, staged_repeats and "
+                             "overhead_steps >= 0")
+        if self.chip is not None:
+            load_chip(self.chip)  # an unknown chip fails before any model compiles
 
     def strategy_of(self, label: str) -> str:
         return self._variants[label][0]
@@ -99,10 +104,6 @@ class BenchConfig:
     def knobs_of(self, label: str) -> StrategyKnobs:
         """The knobs of one entry: ``knobs``, overridden by its own NAME:knob=value settings."""
         return self._variants[label][1] if label in self._variants else self.knobs
-        if self.new_tokens < 1 or self.repeats < 1 or self.staged_repeats < 0:
-            raise InputError("new_tokens and repeats must be >= 1, staged_repeats >= 0")
-        if self.chip is not None:
-            load_chip(self.chip)  # an unknown chip fails before any model compiles
 
 
 def hardware_info() -> HardwareInfo:
@@ -178,9 +179,10 @@ def _timed_generations(decoder: Decoder, label: str, prompt: Sequence[int], conf
 
 def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int]], config: BenchConfig,
               trace_path: str | Path, summary_path: str | Path | None = None, progress: bool = True,
-              command: str = "") -> Summary:
+              command: str = "", force: bool = True) -> Summary:
     """Benchmark ``config.strategies`` on ``models`` (roles tiny/draft/target). ``prompts`` (token ids): repeat r
-    decodes ``prompts[r % len(prompts)]`` with every strategy; a single prompt may be given as one list of ints."""
+    decodes ``prompts[r % len(prompts)]`` with every strategy; a single prompt may be given as one list of ints.
+    ``force=False`` refuses to replace an existing trace or summary (the CLI's output policy)."""
     if models.get("target") is None:
         raise InputError("the benchmark needs a target model")
     if prompts and isinstance(prompts[0], int):
@@ -195,6 +197,10 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
                   for label in config.strategies}
     lookahead = max(strategy.lookahead for strategy in strategies.values())
     capacity = len(prompt) + config.new_tokens + lookahead
+    context = min(model.max_len for role, model in models.items() if role in ROLES and model is not None)
+    if capacity > context:
+        raise InputError(f"the longest prompt ({len(prompt)} tokens) + {config.new_tokens} new tokens + "
+                         f"{lookahead} of lookahead exceed the models' context {context}")
     run_id = uuid.uuid4().hex[:12]
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     hardware = hardware_info()
@@ -209,7 +215,7 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
                             **config.extra})
     results: dict[str, dict] = {}
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with TraceWriter(trace_path, header, fsync=config.fsync) as writer, \
+    with TraceWriter(trace_path, header, fsync=config.fsync, force=force) as writer, \
             Progress(*columns, disable=not progress, transient=False) as bar:
         tasks = {name: bar.add_task(name, total=config.new_tokens * (2 + config.repeats + config.staged_repeats))
                  for name in strategies}
@@ -255,7 +261,7 @@ def run_bench(models: dict[str, CausalLM | None], prompts: Sequence[Sequence[int
                                   on_record=lambda record: (writer.write(record), bar.advance(task)))
     summary = _summarize(results, config, run_id, created, trace_path, header)
     if summary_path is not None:
-        write_summary(summary_path, summary)
+        write_summary(summary_path, summary, force=force)
     return summary
 
 

@@ -86,7 +86,8 @@ def achieved_gb_s(record: ForwardRecord) -> float:
 def run_microbench(models: dict[str, CausalLM], tokens: Sequence[int], contexts: Sequence[int],
                    trace_path, *, repeats: int = 5, chain: int = 8, chip: str | None = None, command: str = "",
                    notes: Sequence[str] = (), config: dict | None = None,
-                   on_record: Callable[[ForwardRecord], None] | None = None) -> list[ForwardRecord]:
+                   on_record: Callable[[ForwardRecord], None] | None = None,
+                   force: bool = True) -> list[ForwardRecord]:
     """Time every model (role -> CausalLM, all resident together, as the header says) over ``tokens`` x
     ``contexts`` and write a schema-v2 trace of ``forward`` records (:mod:`speccascade.traces`) that
     calibration reads: the header names the chip (``chip``, else this machine's cached probe) and carries every
@@ -118,7 +119,7 @@ def run_microbench(models: dict[str, CausalLM], tokens: Sequence[int], contexts:
                     config={"microbench": {"tokens": tokens, "contexts": contexts, "repeats": repeats,
                                            "chain": chain, "capacity": capacity}, **(config or {})})
     records: list[ForwardRecord] = []
-    with TraceWriter(trace_path, header) as writer:
+    with TraceWriter(trace_path, header, force=force) as writer:
         def write(record: ForwardRecord) -> None:
             writer.write(record)
             records.append(record)

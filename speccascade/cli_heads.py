@@ -9,14 +9,15 @@ JAX is imported inside the commands only.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from speccascade.cli_text import dumps
 from speccascade.errors import InputError
+from speccascade.runtime_checks import MAX_NEW_TOKENS, check_count, prepare_outputs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Decoding heads (Medusa, Cascadusa, Cascadusa-var, Hydra-style): train, eval, bench, report.")
@@ -26,6 +27,13 @@ _trio = typer.Option(None, "--trio", help="Trio directory (default: $SPECCASCADE
 _small = typer.Option(False, "--small-trio", help="If the trio directory holds no trio, train the small trio plan "
                                                   "there first (a few minutes) instead of the default one (~20 min)")
 _sizes = typer.Option("1,2,4,8,16,32,64", "--sizes", help="Tree sizes (nodes) to measure, comma-separated")
+_force = typer.Option(False, "--force", help="Replace existing output files (default: refuse)")
+MAX_PROMPTS = 10_000  # held-out prompts one bench decodes (the held-out set is smaller still)
+
+
+def _check_run(new_tokens: int, prompts: int) -> None:
+    check_count("--new-tokens", new_tokens, 1, MAX_NEW_TOKENS)
+    check_count("--prompts", prompts, 1, MAX_PROMPTS)
 
 
 def _trio_dir(trio_dir: Optional[Path], small: bool) -> Path:
@@ -111,13 +119,13 @@ def evaluate(trio_dir: Optional[Path] = _trio, small: bool = _small, seed: int =
     heldout, _ = make_sequences(trio, plan, metadata["seed"], "heldout")
     evaluation = {variant: evaluate_heads(model, heldout) for variant, model in models.items()}
     if as_json:
-        typer.echo(json.dumps(evaluation))
+        typer.echo(dumps(evaluation, indent=None))
         return
     _print_accuracy(evaluation)
 
 
 def _bench(trio, path: Path, variants, sizes, new_tokens: int, prompts: int, out: Optional[Path], seed: int,
-           progress: bool) -> dict:
+           progress: bool, force: bool = True) -> dict:
     from speccascade.runtime.heads.bench import bench_heads
     from speccascade.runtime.heads.train import load_heads
 
@@ -126,25 +134,27 @@ def _bench(trio, path: Path, variants, sizes, new_tokens: int, prompts: int, out
     held = metadata["data"]["heldout_prompts"][:prompts]
     if len(held) < prompts:
         raise InputError(f"--prompts {prompts}: the heads' held-out set has {len(held)} prompts")
-    return bench_heads(trio, models, held, sizes, new_tokens, out=out, progress=progress, seed=seed)
+    return bench_heads(trio, models, held, sizes, new_tokens, out=out, progress=progress, seed=seed, force=force)
 
 
 @app.command()
 def bench(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = _sizes,
           variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated (default: all four)"),
           new_tokens: int = typer.Option(64, "--new-tokens"), prompts: int = typer.Option(8, "--prompts"),
-          out: Path = typer.Option(Path("heads-bench"), "--out", help="Directory for summary.json and the traces"),
-          seed: int = typer.Option(0, "--seed"),
+          out: str = typer.Option("heads-bench", "--out", help="Directory for summary.json and the traces"),
+          seed: int = typer.Option(0, "--seed"), force: bool = _force,
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
     """Greedy decoding per variant and tree size vs autoregressive: tokens/step, speedup, and the predictions."""
+    from speccascade.writers import write_text
+
     chosen, tree_sizes = _variants(variants), _sizes_of(sizes)
-    if new_tokens < 1 or prompts < 1:
-        raise InputError("--new-tokens and --prompts must be >= 1")
+    _check_run(new_tokens, prompts)
+    out = prepare_outputs(out, ["summary.json", *(f"trace-{variant}.jsonl" for variant in chosen)], force=force)
     trio, path = _load(trio_dir, small, seed)
-    result = _bench(trio, path, chosen, tree_sizes, new_tokens, prompts, out, seed, not as_json)
-    (out / "summary.json").write_text(json.dumps(result, indent=1))
+    result = _bench(trio, path, chosen, tree_sizes, new_tokens, prompts, out, seed, not as_json, force)
+    write_text(out / "summary.json", dumps(result, indent=1), force=force)
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(dumps(result, indent=None))
         return
     from speccascade.runtime.heads.report import bench_table
 
@@ -152,25 +162,54 @@ def bench(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = _
     typer.echo(f"summary: {out / 'summary.json'}")
 
 
+def _bench_result(result, path: Path) -> dict:
+    """A ``heads bench`` summary.json, its shape checked (one line naming what is wrong)."""
+    from speccascade.runtime.heads.model import VARIANTS
+
+    variants = result.get("variants") if isinstance(result, dict) else None
+    if not isinstance(variants, dict) or not variants:
+        raise InputError(f"{path}: not a `heads bench` summary (no 'variants' object)")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise InputError(f"{path}: unknown heads variants {unknown}; known: {', '.join(VARIANTS)}")
+    for name, entry in variants.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sizes"), dict) or not entry["sizes"] or \
+                not all(isinstance(row, dict) for row in entry["sizes"].values()):
+            raise InputError(f"{path}: variant '{name}' has no 'sizes' object of measured tree sizes")
+    prompts = result.get("prompts")
+    if isinstance(prompts, bool) or not isinstance(prompts, int) or prompts < 1:
+        raise InputError(f"{path}: 'prompts' must be a positive integer, got {prompts!r}")
+    return result
+
+
 @app.command()
 def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = _sizes,
            bench_summary: Optional[Path] = typer.Option(None, "--bench", help="A `heads bench` summary.json "
                                                                              "(default: run the bench now)"),
            new_tokens: int = typer.Option(64, "--new-tokens"), prompts: int = typer.Option(8, "--prompts"),
-           output: Path = typer.Option(Path("docs/heads.md"), "--output"),
-           seed: int = typer.Option(0, "--seed")) -> None:
+           output: str = typer.Option("docs/heads.md", "--output"),
+           seed: int = typer.Option(0, "--seed"),
+           force: bool = typer.Option(False, "--force", help="Replace an existing report and its plots (the "
+                                                             "regeneration of docs/heads.md needs it)")) -> None:
     """Write docs/heads.md: accuracy table, conditional accuracies, measured vs predicted per tree size, verdict."""
     from speccascade.runtime.checkpoint import read_manifest
     from speccascade.runtime.heads.model import VARIANTS
-    from speccascade.runtime.heads.report import write_report
+    from speccascade.runtime.heads.report import REPORT_COMPANIONS, write_report
     from speccascade.runtime.heads.train import heads_dir
+    from speccascade.writers import write_text
 
     tree_sizes = _sizes_of(sizes)
-    trio, path = _load(trio_dir, small, seed)
-    if bench_summary is not None:
+    _check_run(new_tokens, prompts)
+    if not str(output).strip():
+        raise InputError("--output: empty path; name the report file (for example docs/heads.md)")
+    output = Path(output)
+    prepare_outputs(output.parent, (output.name, *REPORT_COMPANIONS), force=force)  # before any training or run
+    if bench_summary is not None:  # read and checked before the trio loads (which may train it)
         from speccascade.readers import read_json
 
-        result = read_json(bench_summary)
+        result = _bench_result(read_json(bench_summary), bench_summary)
+    trio, path = _load(trio_dir, small, seed)
+    if bench_summary is not None:
         if any("walk_replay" not in row for entry in result["variants"].values() for row in entry["sizes"].values()):
             from speccascade.runtime.heads.bench import complete
             from speccascade.runtime.heads.train import load_heads
@@ -183,7 +222,7 @@ def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = 
 
         run_dir = Path(tempfile.mkdtemp(prefix="heads-bench-"))
         result = _bench(trio, path, VARIANTS, tree_sizes, new_tokens, prompts, run_dir, seed, True)
-        (run_dir / "summary.json").write_text(json.dumps(result, indent=1))
+        write_text(run_dir / "summary.json", dumps(result, indent=1))
         typer.echo(f"bench traces and summary: {run_dir}")
     manifest = read_manifest(heads_dir(path))
     plan = trio.metadata.get("plan", {})
@@ -201,7 +240,7 @@ def report(trio_dir: Optional[Path] = _trio, small: bool = _small, sizes: str = 
                  "default trio (~/.speccascade/trio, about 20 minutes to train) was trained on this machine, and the "
                  "quick trio's 40-step Target decodes nothing but spaces, which makes every head trivially right")
     written = write_report(manifest, result, output, " ".join(["python -m speccascade", *sys.argv[1:]]), note,
-                           heads_dir(path))
+                           heads_dir(path), force=force)
     typer.echo(f"report written to {written}")
 
 

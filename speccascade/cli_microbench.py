@@ -12,25 +12,31 @@ JAX is imported only when the command runs.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from speccascade.cli_text import dumps, one_line, safe
 from speccascade.errors import InputError
+from speccascade.limits import MAX_CONTEXT, MAX_TREE_NODES
+from speccascade.runtime_checks import MAX_REPEATS, check_count, prepare_outputs
 
 TRIO_ALL = ("trio:target", "trio:target:bf16", "trio:draft", "trio:draft:int8", "trio:tiny")
+MAX_POINTS = 10_000   # (tokens, context) points per model
+MAX_CHAIN = 1_000     # forwards chained in one jit
 
 
-def _ints(text: str, option: str) -> list[int]:
+def _ints(text: str, option: str, low: int, high: int) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise InputError(f"{option} takes comma-separated integers, got {text!r}") from None
     if not values:
         raise InputError(f"{option} is empty")
+    for value in values:
+        check_count(option, value, low, high)
     return values
 
 
@@ -75,7 +81,7 @@ def microbench(specs: list[str] = typer.Argument(..., help="Models: checkpoint D
                chain: int = typer.Option(8, "--chain", help="Forwards chained in one jit per repeat (dispatch "
                                                             "amortized); 1-2 for multi-second forwards"),
                seed: int = typer.Option(0, "--seed", help="Seed of random weights"),
-               out: Path = typer.Option(Path("runtime-microbench"), "--out", help="Directory for trace.jsonl and "
+               out: str = typer.Option("runtime-microbench", "--out", help="Directory for trace.jsonl and "
                                                                                  "microbench.json"),
                chip: Optional[str] = typer.Option(None, "--chip", help="Chip profile of this machine for the trace "
                                                   "header (name or TOML; default: its cached probe)"),
@@ -84,9 +90,21 @@ def microbench(specs: list[str] = typer.Argument(..., help="Models: checkpoint D
                                                 "(SPECCASCADE_* variables or auto-detection; docs/real-models.md)"),
                shard: bool = typer.Option(False, "--shard", help="Split every model over all devices "
                                           "(tensor parallel)"),
+               force: bool = typer.Option(False, "--force", help="Replace existing output files (default: refuse)"),
                as_json: bool = typer.Option(False, "--json", help="Print microbench.json")) -> None:
     """Time forwards of real-size models (checkpoints or profile-shaped random weights) for calibration."""
-    token_counts, context_list = _ints(tokens, "--tokens"), _ints(contexts, "--contexts")
+    token_counts = _ints(tokens, "--tokens", 1, MAX_TREE_NODES)
+    context_list = _ints(contexts, "--contexts", 0, MAX_CONTEXT)
+    if len(set(token_counts)) * len(set(context_list)) > MAX_POINTS:
+        raise InputError(f"--tokens x --contexts: {len(set(token_counts)) * len(set(context_list)):,} points per "
+                         f"model exceed {MAX_POINTS:,}; time fewer")
+    check_count("--repeats", repeats, 1, MAX_REPEATS)
+    check_count("--chain", chain, 1, MAX_CHAIN)
+    out = prepare_outputs(out, ("trace.jsonl", "microbench.json"), force=force)
+    if chip is not None:
+        from speccascade.hardware.registry import load_chip
+
+        load_chip(chip)  # an unknown chip fails before any model loads
     pairs = role_specs(specs)
     if distributed:
         from speccascade.runtime.distributed import initialize
@@ -110,21 +128,22 @@ def microbench(specs: list[str] = typer.Argument(..., help="Models: checkpoint D
 
         mesh = make_mesh()
         models = {role: shard_model(model, mesh) for role, model in models.items()}
-    out.mkdir(parents=True, exist_ok=True)
     trace = out / "trace.jsonl"
     progress = (lambda record: typer.echo(f"{record.role}: T={record.tokens} context={record.context} "
                                           f"{record.ms:.2f} ms", err=True)) if not as_json else None
     records = run_microbench(models, token_counts, context_list, trace, repeats=repeats, chain=chain, chip=chip,
                              command=" ".join(sys.argv), config={"specs": dict(pairs), "seed": seed,
                                                                  "random_weights": random_weights},
-                             on_record=progress)
+                             on_record=progress, force=force)
     rows = [{**record.model_dump(mode="json"), "ms_per_token": record.ms / record.tokens,
              "achieved_gb_s": achieved_gb_s(record)} for record in records]
     document = {"trace": str(trace), "records": rows,
                 "random_weights": sorted(role for role, model in models.items() if model.random_weights)}
-    (out / "microbench.json").write_text(json.dumps(document, indent=1))
+    from speccascade.writers import write_text
+
+    write_text(out / "microbench.json", dumps(document, indent=1), force=force)
     if as_json:
-        typer.echo(json.dumps(document, indent=1))
+        typer.echo(dumps(document, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
@@ -133,10 +152,10 @@ def microbench(specs: list[str] = typer.Argument(..., help="Models: checkpoint D
     for column in ("role", "model", "tokens", "context", "ms", "ms / token", "weights GB/s", "call ms"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["role"], row["model"], str(row["tokens"]), str(row["context"]),
+        table.add_row(safe(row["role"]), safe(row["model"]), str(row["tokens"]), str(row["context"]),
                       f"{row['ms']:.2f} [{row['ms_min']:.2f}, {row['ms_max']:.2f}]", f"{row['ms_per_token']:.2f}",
                       f"{row['achieved_gb_s']:.2f}", "-" if row["call_ms"] is None else f"{row['call_ms']:.2f}")
     Console(width=160).print(table)
     if document["random_weights"]:
-        typer.echo(f"random weights (timing only): {', '.join(document['random_weights'])}")
+        typer.echo(f"random weights (timing only): {', '.join(map(one_line, document['random_weights']))}")
     typer.echo(f"trace: {trace}  summary: {out / 'microbench.json'}")

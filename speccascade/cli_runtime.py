@@ -8,7 +8,6 @@ summary JSON. JAX is imported only inside the commands, so the rest of the CLI s
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,7 +15,10 @@ from typing import Optional
 import typer
 
 from speccascade import strategies as registry
+from speccascade.cli_text import dumps, safe
 from speccascade.errors import InputError
+from speccascade.runtime_checks import MAX_NEW_TOKENS, MAX_REPEATS, check_count, check_sampling, \
+    check_trio_output, prepare_outputs
 from speccascade.strategies import StrategyKnobs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -57,9 +59,11 @@ _tree_nodes = typer.Option(None, "--tree-nodes", help="heads strategy: nodes of 
 _temperature = typer.Option(1.0, "--temperature", help="Sampling temperature (ignored with --greedy)")
 _top_k = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)")
 _top_p = typer.Option(1.0, "--top-p", help="Keep the smallest set of tokens with this much mass (1 = off)")
+_force = typer.Option(False, "--force", help="Replace existing output files (default: refuse)")
 
 
 def _sampling(greedy: bool, temperature: float, top_k: int, top_p: float):
+    check_sampling(greedy, temperature, top_k, top_p)  # before jax is imported
     from speccascade.runtime.decoding import SamplingConfig
 
     return SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
@@ -137,19 +141,22 @@ def _prompt_ids(tokenizer, text: str) -> list[int]:
 
 
 @app.command()
-def train(output: Optional[Path] = typer.Option(None, "--output", help="Checkpoint directory (default: "
+def train(output: Optional[str] = typer.Option(None, "--output", help="Checkpoint directory (default: "
                                                                          "$SPECCASCADE_HOME/trio)"),
           seed: int = typer.Option(0, "--seed"),
-          quick: bool = typer.Option(False, "--quick", help="The small test plan (under a minute)")) -> None:
+          quick: bool = typer.Option(False, "--quick", help="The small test plan (under a minute)"),
+          force: bool = typer.Option(False, "--force", help="Retrain over an existing trio in --output")) -> None:
     """Train Target, Draft (distilled from Target) and Tiny (distilled from Draft) on the stdlib corpus."""
-    from speccascade.runtime.trio import default_trio_dir, train_trio
+    from speccascade.runtime.trio import default_trio_dir
 
-    output = output or default_trio_dir()
+    output = check_trio_output(default_trio_dir() if output is None else output, force=force)  # before the jax import and training
+    from speccascade.runtime.trio import train_trio
+
     metadata = train_trio(output, seed=seed, quick=quick)
     typer.echo(f"trio written to {output}")
     acceptance = metadata.get("evaluation", {}).get("acceptance") if isinstance(metadata, dict) else None
     if acceptance:
-        typer.echo(json.dumps({"acceptance": acceptance}, indent=2))
+        typer.echo(dumps({"acceptance": acceptance}))
 
 
 @app.command()
@@ -176,8 +183,7 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
         raise InputError("give --strategy (or a --config file that names one)")
     strategy = _runtime_name(strategy)
     knobs.for_strategy(strategy)  # knob ranges checked before any model loads
-    if max_new < 1:
-        raise InputError(f"--max-new must be >= 1, got {max_new}")
+    check_count("--max-new", max_new, 1, MAX_NEW_TOKENS)
     sampling = _sampling(greedy, temperature, top_k, top_p)
     from speccascade.runtime.decoding import Decoder, build_strategy
 
@@ -196,9 +202,8 @@ def generate(strategy: Optional[str] = typer.Option(None, "--strategy", help=f"O
     text = tokenizer.decode(generation.tokens)
     randoms = _random_roles(models)
     if as_json:
-        typer.echo(json.dumps({"text": text, "tokens": list(generation.tokens),
-                               "acceptance": generation.acceptance(),
-                               **({"random_weights": randoms} if randoms else {})}))
+        typer.echo(dumps({"text": text, "tokens": list(generation.tokens), "acceptance": generation.acceptance(),
+                          **({"random_weights": randoms} if randoms else {})}, indent=None))
         return
     if randoms:
         typer.echo(f"[random weights (timing only; the text means nothing): {', '.join(randoms)}]", err=True)
@@ -228,7 +233,7 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
           target_model: Optional[str] = _target_model, draft_model: Optional[str] = _draft_model,
           tiny_model: Optional[str] = _tiny_model, random_weights: bool = _random_weights,
           distributed: bool = _distributed, shard: bool = _shard,
-          out: Path = typer.Option(Path("runtime-bench"), "--out", help="Directory for trace.jsonl and "
+          out: str = typer.Option("runtime-bench", "--out", help="Directory for trace.jsonl and "
                                                                          "summary.json"),
           microbench: bool = typer.Option(True, "--microbench/--no-microbench",
                                           help="Forward-time microbenchmarks per model (calibration input)"),
@@ -238,9 +243,14 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
           chip: Optional[str] = typer.Option(None, "--chip", help="Chip profile of this machine for the trace header "
                                                                    "(name or TOML; default: its cached probe)"),
           fsync: bool = typer.Option(False, "--fsync", help="fsync the trace after every record"),
-          heads_variant: str = _heads_variant, tree_nodes: Optional[int] = _tree_nodes,
+          heads_variant: str = _heads_variant, tree_nodes: Optional[int] = _tree_nodes, force: bool = _force,
           as_json: bool = typer.Option(False, "--json", help="Print the summary JSON")) -> None:
     """Benchmark strategies on the default trio: ms/token, per-stage time, acceptance, compile time."""
+    check_count("--new-tokens", new_tokens, 1, MAX_NEW_TOKENS)
+    check_count("--repeats", repeats, 1, MAX_REPEATS)
+    check_count("--staged-repeats", staged_repeats, 0, MAX_REPEATS)
+    check_count("--overhead-steps", overhead_steps, 0, MAX_REPEATS)
+    out = prepare_outputs(out, ("trace.jsonl", "summary.json"), force=force)
     knobs, configured = _knobs(config_file, k, k_tiny, filter_width)
     knobs = knobs if tree_nodes is None else knobs.updated({"tree_nodes": tree_nodes})
     specs = {"target": target_model, "draft": draft_model, "tiny": tiny_model}
@@ -270,14 +280,14 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
     models = {**models, "heads": heads_for_run(names, trio_dir, heads_variant)}
     texts = prompt or list(DEFAULT_PROMPTS)
     summary = run_bench(models, [_prompt_ids(tokenizer, text) for text in texts], config, out / "trace.jsonl",
-                        out / "summary.json", progress=not as_json, command=" ".join(sys.argv))
+                        out / "summary.json", progress=not as_json, command=" ".join(sys.argv), force=force)
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"runtime bench ({summary.hardware.backend}: {summary.hardware.device_kind})")
+    table = Table(title=f"runtime bench ({safe(summary.hardware.backend)}: {safe(summary.hardware.device_kind)})")
     for column in ("strategy", "ms/token (median [min, max])", "tokens/s", "speedup", "tokens/step", "acceptance",
                    "ms per step by model", "compile s"):
         table.add_column(column)
@@ -285,9 +295,9 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
         spread = item.ms_per_token
         acceptance = ", ".join(f"{pair} {value.alpha:.2f}" for pair, value in item.acceptance.items())
         stages = ", ".join(f"{role} {ms:.2f}" for role, ms in item.stage_ms_per_step.items())
-        table.add_row(name, f"{spread.median:.3f} [{spread.min:.3f}, {spread.max:.3f}]", f"{item.tokens_per_s:.1f}",
+        table.add_row(safe(name), f"{spread.median:.3f} [{spread.min:.3f}, {spread.max:.3f}]", f"{item.tokens_per_s:.1f}",
                       f"{item.speedup:.2f}x" if item.speedup else "-", f"{item.mean_tokens_per_step:.2f}",
-                      acceptance or "-", stages or "-", f"{item.compile_s:.1f}")
+                      safe(acceptance or "-"), safe(stages or "-"), f"{item.compile_s:.1f}")
     Console(width=180).print(table)
     if _random_roles(models):
         typer.echo(f"random weights (timing only; tokens and acceptance mean nothing): "

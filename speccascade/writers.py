@@ -104,7 +104,7 @@ def output_dir(path: str | Path, *, create: bool = True) -> Path:
     if problem:
         raise InputError(f"{path}: cannot write output here: it is {problem}")
     if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: is a file; --out takes a folder")
+        raise InputError(f"{path}: is a file, not a folder (output goes into a folder here)")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -36,6 +36,7 @@ import numpy as np
 from speccascade.costmodel.config import HeadsAccuracy, PredictConfig
 from speccascade.costmodel.predict import evaluate as predict_evaluate
 from speccascade.traces import Header, TraceWriter
+from speccascade.writers import output_dir
 
 from ..bench import chip_for_header, hardware_info, model_infos, step_record
 from ..decoding import Autoregressive, Decoder
@@ -77,7 +78,7 @@ def predicted(evaluation: dict, nodes: int, verify_cost: float) -> dict[str, flo
 
 def bench_heads(trio, heads: dict[str, object], prompts: Sequence[Sequence[int]], sizes: Sequence[int] = SIZES,
                 new_tokens: int = 64, out: str | Path | None = None, progress: bool = True, seed: int = 0,
-                rounds: int = 2) -> dict:
+                rounds: int = 2, force: bool = True) -> dict:
     """Measure (module docstring); ``heads`` maps variant -> HeadsModel (with its held-out evaluation in
     ``metadata["evaluation"][variant]``). Returns a JSON-ready dict."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,7 +94,7 @@ def bench_heads(trio, heads: dict[str, object], prompts: Sequence[Sequence[int]]
     writers = {}
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        output_dir(out)
         hardware = hardware_info()
         chip, notes = chip_for_header(None, hardware)
         for variant, model in heads.items():
@@ -107,7 +108,7 @@ def bench_heads(trio, heads: dict[str, object], prompts: Sequence[Sequence[int]]
                                     "sampling": "greedy",
                                     "strategies": {f"heads:tree_nodes={n}": decoders[(variant, n)].strategy.config()
                                                    for n in sizes}})
-            writers[variant] = TraceWriter(out / f"trace-{variant}.jsonl", header)
+            writers[variant] = TraceWriter(out / f"trace-{variant}.jsonl", header, force=force)
     ms: dict[tuple, list[float]] = {key: [] for key in decoders}
     steps: dict[tuple, list[int]] = {key: [] for key in decoders}
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from speccascade.cli_text import dumps
+from speccascade.writers import atomic_write, output_dir, write_text
+
 from .model import LABELS, VARIANTS
+
+# the files write_report puts next to the report
+REPORT_COMPANIONS = ("heads_loss_curves.png", "heads_accepted.png", "heads_bench.json")
 
 TOP = 5
 
@@ -82,7 +87,7 @@ def curve_table(evaluation: dict) -> list[str]:
     return lines
 
 
-def plot_curves(evaluation: dict, bench: dict | None, path: Path) -> None:
+def plot_curves(evaluation: dict, bench: dict | None, path: Path, *, force: bool = True) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,8 +107,10 @@ def plot_curves(evaluation: dict, bench: dict | None, path: Path) -> None:
              title="Heads: predicted vs measured tokens per step")
     axis.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda temporary: fig.savefig(temporary, dpi=100, format="png"), force=force)
+    finally:
+        plt.close(fig)
 
 
 def verdict(evaluation: dict, bench: dict) -> list[str]:
@@ -229,19 +236,19 @@ def verdict(evaluation: dict, bench: dict) -> list[str]:
 
 
 def write_report(manifest: dict, bench: dict, output: str | Path, command: str, trio_note: str,
-                 heads_directory: str | Path) -> Path:
-    """Write the report (and its two plots next to it, ``heads_loss_curves.png`` / ``heads_accepted.png``)."""
+                 heads_directory: str | Path, *, force: bool = True) -> Path:
+    """Write the report (and next to it its two plots, ``heads_loss_curves.png`` / ``heads_accepted.png``, and the
+    bench result ``heads_bench.json``), each atomically; ``force=False`` replaces none of them that exists."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output_dir(output.parent)
     metadata = manifest["metadata"]
     evaluation = metadata["evaluation"]
     plan = metadata["plan"]
-    loss_plot = output.parent / "heads_loss_curves.png"
-    curve_plot = output.parent / "heads_accepted.png"
+    loss_plot, curve_plot, bench_file = (output.parent / name for name in REPORT_COMPANIONS)
     source = Path(heads_directory) / "loss_curves.png"
     if source.is_file():
-        shutil.copyfile(source, loss_plot)
-    plot_curves(evaluation, bench, curve_plot)
+        atomic_write(loss_plot, lambda temporary: shutil.copyfile(source, temporary), force=force)
+    plot_curves(evaluation, bench, curve_plot, force=force)
     data = metadata["data"]
     timings = metadata["timings_s"]
     final = {v: [float(np.mean(np.asarray(h)[-20:, k])) for k in range(plan["heads"])]
@@ -362,6 +369,6 @@ def write_report(manifest: dict, bench: dict, output: str | Path, command: str, 
         "evidence either way.",
         "",
     ]
-    output.write_text("\n".join(lines))
-    (output.parent / "heads_bench.json").write_text(json.dumps(bench, indent=1))
+    write_text(output, "\n".join(lines), force=force)
+    write_text(bench_file, dumps(bench, indent=1), force=force)
     return output

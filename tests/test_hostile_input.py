@@ -7,7 +7,6 @@ with the bound named. FIFOs, links to /dev/zero, deep JSON, long integers and in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import run
+from hostile_fixtures import refused, snapshot, strict_json, succeeded  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -33,50 +33,6 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("SPECCASCADE_MAX_FILE_MB", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file and folder under ``folder``: path -> content hash (or the kind of special file)."""
-    state = {}
-    for path in sorted(folder.rglob("*")):
-        key = str(path.relative_to(folder))
-        if path.is_symlink():
-            state[key] = "link -> " + os.readlink(path)
-        elif path.is_dir():
-            state[key] = "dir"
-        elif path.is_file():
-            state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            state[key] = "special"
-    return state
-
-
-def refused(capsys, folder: Path, *argv: str, needle: str | None = None) -> str:
-    """Run ``argv``; assert the one-line refusal contract and that nothing under ``folder`` changed."""
-    before = snapshot(folder)
-    code, out, err = run(capsys, *argv)
-    assert code == 2, (code, out, err)
-    assert out == "", out
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    if needle is not None:
-        assert needle in err, err
-    assert snapshot(folder) == before
-    return err
-
-
-def succeeded(capsys, *argv: str) -> tuple[str, str]:
-    code, out, err = run(capsys, *argv)
-    assert code == 0, (code, out, err)
-    assert "Traceback" not in err and "internal error" not in err, err
-    return out, err
-
-
-def strict_json(text: str):
-    """json.loads that refuses NaN and Infinity."""
-    def constant(name):
-        raise AssertionError(f"non-strict JSON constant {name}")
-    return json.loads(text, parse_constant=constant)
 
 
 # --- files: what they are ----------------------------------------------------------------------------------
@@ -356,7 +312,7 @@ def test_other_writers_follow_the_policy(capsys, workspace):
 
 
 def test_claim_schema_export_keeps_existing_files_unless_force(capsys, workspace):
-    from speccascade.costmodel.audit.claims import main as export
+    from speccascade.costmodel.audit.claim_schema import main as export
 
     target = workspace / "schema.json"
     target.write_text("mine\n")
@@ -367,9 +323,9 @@ def test_claim_schema_export_keeps_existing_files_unless_force(capsys, workspace
         assert export([path]) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, err
-    result = subprocess.run([sys.executable, "-W", "ignore", "-m", "speccascade.costmodel.audit.claims",
+    result = subprocess.run([sys.executable, "-m", "speccascade.costmodel.audit.claim_schema",
                              str(target), "--force"], capture_output=True, text=True, cwd=workspace, timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # no runpy warning either
     assert json.loads(target.read_text())["title"] == "speccascade claim"
 
 

@@ -4,7 +4,7 @@ A claim names the setup (hardware profile or an inline profile, chips, strategy,
 optional quantization suffix, K per stage), the stated acceptance rates, what the source says about sizes,
 placement and hardware, and the reported figures. Every field the source does not state stays absent: the audit
 checks only what is there. The JSON Schema is exported to ``docs/claim.schema.json`` by
-``python3 -m speccascade.costmodel.audit.claims docs/claim.schema.json --force``.
+``python3 -m speccascade.costmodel.audit.claim_schema docs/claim.schema.json --force``.
 
 Keys of ``stated_sizes_gb``, ``stated_params``, ``placement`` and ``quantization_reduction`` may be a role
 (``target``, ``draft``, ``tiny``) or the model name used for that role (with or without its suffix).
@@ -12,8 +12,6 @@ Keys of ``stated_sizes_gb``, ``stated_params``, ``placement`` and ``quantization
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -171,31 +169,3 @@ def claim_json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "speccascade claim"
     return schema
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m speccascade.costmodel.audit.claims [FILE [--force]]``: print the JSON Schema, or write it to
-    FILE (atomically; an existing FILE is kept unless ``--force``). A bad path is one line and exit code 2."""
-    from speccascade.cli_text import one_line
-    from speccascade.writers import write_text
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    force = "--force" in args
-    args = [arg for arg in args if arg != "--force"]
-    text = json.dumps(claim_json_schema(), indent=2) + "\n"
-    if len(args) > 1 or any(arg.startswith("-") for arg in args):
-        print("usage: python -m speccascade.costmodel.audit.claims [FILE [--force]]", file=sys.stderr)
-        return 2
-    if not args:
-        sys.stdout.write(text)
-        return 0
-    try:
-        write_text(args[0], text, force=force)
-    except InputError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,8 +10,6 @@ example finishes quickly; a command running past ``HANG_S`` fails the test as a 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
@@ -26,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli_runner import run
+from hostile_fixtures import snapshot, strict_json
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -70,29 +69,6 @@ class Hang(BaseException):
 
 def _alarm(signum, frame):
     raise Hang(f"a command ran longer than {HANG_S} s")
-
-
-def snapshot(folder: Path, skip: Path | None = None) -> dict[str, str]:
-    state = {}
-    for path in sorted(folder.rglob("*")):
-        if skip is not None and (path == skip or skip in path.parents):
-            continue
-        key = str(path.relative_to(folder))
-        if path.is_symlink():
-            state[key] = "link -> " + os.readlink(path)
-        elif path.is_dir():
-            state[key] = "dir"
-        elif path.is_file():
-            state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            state[key] = "special"
-    return state
-
-
-def strict_json(text: str):
-    def constant(name):
-        raise AssertionError(f"non-strict JSON constant {name}")
-    return json.loads(text, parse_constant=constant)
 
 
 class Example:

@@ -7,14 +7,12 @@ the per-stage breakdown, placement and warnings a user reads.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from speccascade.hardware import ChipProfile
-from speccascade.errors import InputError
 
 from speccascade import strategies as registry
 

@@ -10,7 +10,6 @@ degenerate design) is one ``error:`` line on stderr and exit code 2 (through :fu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM, with_position

@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from speccascade.runtime.bench import DEFAULT_PROMPTS, BenchConfig, run_bench
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategy_names import StrategyKnobs
 from speccascade.runtime.trio import DRAFT_WEIGHTS, TARGET_WEIGHTS, load_default_trio
 
 MiB = 1 << 20

@@ -39,7 +39,7 @@ from speccascade.errors import InputError
 from speccascade.readers import read_json
 from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH, MAX_K, MAX_TREE_NODES
 from speccascade.schema import Schema
-from speccascade.strategies import StrategyName
+from speccascade.strategy_names import StrategyName
 
 Metric = Literal["speedup", "ms_per_token", "tokens_per_s"]
 METRICS: tuple[str, ...] = ("speedup", "ms_per_token", "tokens_per_s")

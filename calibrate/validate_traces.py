@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from speccascade import strategies as registry
+from speccascade.strategy_names import parse_strategy_spec
 from speccascade.costmodel.config import PredictConfig
 from speccascade.costmodel.predict import predict
 from speccascade.errors import InputError
@@ -126,7 +127,7 @@ def select(measured: dict[str, Measured], selector: str, other: set[str] | None 
     chosen = set()
     for entry in (part.strip() for part in text.split(",") if part.strip()):
         spec, _, tag = entry.partition("@")
-        name, knobs = registry.parse_strategy_spec(spec)
+        name, knobs = parse_strategy_spec(spec)
         hits = {label for label, item in measured.items() if item.matches(name, knobs, tag or None)}
         if not hits:
             raise InputError(f"selector {entry!r} matches no configuration of the traces; they hold: "

@@ -17,7 +17,7 @@ from speccascade.acceptance_file import AcceptanceFile, fill_config, load_accept
 from speccascade.errors import InputError
 from speccascade.limits import (MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_COST_RATIO, MAX_FILTER_WIDTH, MAX_K,
                                 MAX_TREE_NODES)
-from speccascade.strategies import StrategyNameOrAuto
+from speccascade.strategy_names import StrategyNameOrAuto
 from speccascade.readers import read_json, read_toml, validation_message
 from speccascade.schema import Schema
 

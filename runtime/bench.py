@@ -36,7 +36,7 @@ from speccascade.hardware.chip import ChipProfile
 from speccascade.hardware.probe import cached_profile, cpu_model_name, default_output
 from speccascade.hardware.registry import load_chip, portable_chip
 from speccascade import strategies as registry
-from speccascade.strategies import StrategyKnobs, parse_strategy_spec
+from speccascade.strategy_names import StrategyKnobs, parse_strategy_spec
 from speccascade.traces import (
     CompileRecord, HardwareInfo, Header, Knobs, ModelInfo, PairRecord, Spread, StepRecord, StrategySummary,
     Summary, TraceWriter, acceptance_from_steps, write_summary,

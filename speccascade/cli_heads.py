@@ -248,8 +248,9 @@ def heads_for_run(names, trio_dir: Optional[Path], variant: str):
     """The trained heads ``runtime generate|bench`` need when one of ``names`` is the heads strategy (trained on
     first use into <trio>/heads), else None."""
     from speccascade import strategies as registry
+    from speccascade.strategy_names import parse_strategy_spec
 
-    if not any("heads" in registry.get(registry.parse_strategy_spec(name)[0]).roles for name in names):
+    if not any("heads" in registry.get(parse_strategy_spec(name)[0]).roles for name in names):
         return None
     from speccascade.runtime.heads.train import load_heads
 

@@ -19,7 +19,7 @@ from speccascade.cli_text import dumps, safe
 from speccascade.errors import InputError
 from speccascade.runtime_checks import MAX_NEW_TOKENS, MAX_REPEATS, check_count, check_sampling, \
     check_trio_output, prepare_outputs
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategy_names import StrategyKnobs, parse_strategy_spec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 from .cli_heads import app as _heads_app  # noqa: E402  (speccascade runtime heads train|eval|bench|report)
@@ -262,7 +262,7 @@ def bench(strategies: Optional[str] = typer.Option(None, "--strategies", help="C
     else:
         names = BENCH_DEFAULT if configured is None else (registry.AUTOREGRESSIVE.name, configured)
     for entry in names:  # names, runtime support and knob ranges checked before any model loads
-        name, values = registry.parse_strategy_spec(entry)
+        name, values = parse_strategy_spec(entry)
         _runtime_name(name)
         knobs.updated(values).for_strategy(name)
     sampling = _sampling(greedy, temperature, top_k, top_p)

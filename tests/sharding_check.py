@@ -22,7 +22,7 @@ from speccascade.runtime.decoding.sampling import GREEDY  # noqa: E402
 from speccascade.runtime.sharding import (  # noqa: E402
     AXIS, ShardingRule, make_mesh, replicate_model, shard_model, sharding_plan,
 )
-from speccascade.strategies import StrategyKnobs  # noqa: E402
+from speccascade.strategy_names import StrategyKnobs  # noqa: E402
 
 CAPACITY, NEW, PROMPTS = 64, 24, 4
 KNOBS = StrategyKnobs(k=3, k_tiny=2, filter_width=16)

@@ -28,7 +28,7 @@ from speccascade.runtime.decoding.heads import PAIR, HeadsTree
 from speccascade.runtime.heads import VARIANTS, random_heads
 from speccascade.runtime.heads import tree as tree_module
 from speccascade.runtime.heads.tree import make_tree
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategy_names import StrategyKnobs
 
 from lossless_harness import greedy_reference, strategy_law, varied_transformer
 from runtime_fixtures import random_prompts

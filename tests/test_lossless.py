@@ -19,7 +19,7 @@ from speccascade.runtime.decoding import (
     build_strategy,
 )
 from speccascade.runtime.decoding.sampling import GREEDY
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategy_names import StrategyKnobs
 
 from lossless_harness import greedy_reference, varied_transformer
 from runtime_fixtures import perturbed, random_prompts, toy_projection, toy_transformer

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from speccascade import strategies as registry
+from speccascade.strategy_names import parse_strategy_spec
 from speccascade.errors import InputError
 from speccascade.strategies_doc import markdown, replace_block
 
@@ -169,9 +170,9 @@ def test_costmodel_has_no_import_cycles():
 
 
 def test_strategy_specs_with_their_own_knobs():
-    assert registry.parse_strategy_spec("cascade:k=2:k_tiny=1") == ("vertical", {"k": 2, "k_tiny": 1})
-    assert registry.parse_strategy_spec("speculative") == ("speculative", {})
+    assert parse_strategy_spec("cascade:k=2:k_tiny=1") == ("vertical", {"k": 2, "k_tiny": 1})
+    assert parse_strategy_spec("speculative") == ("speculative", {})
     for bad, message in (("speculative:k_tiny=2", "a knob of speculative"), ("vertical:k=x", "must be an integer"),
                          ("vertical:k=0", r"k must lie in \[1, 64\]"), ("nope:k=1", "unknown strategy")):
         with pytest.raises(InputError, match=message):
-            registry.parse_strategy_spec(bad)
+            parse_strategy_spec(bad)

@@ -171,7 +171,7 @@ def test_bfloat16_forward_of_a_token_does_not_depend_on_the_tokens_beside_it(mod
 
 def test_bfloat16_target_strategies_are_token_identical_to_greedy_autoregressive(model):
     from speccascade.runtime.decoding import Autoregressive, Decoder, build_strategy
-    from speccascade.strategies import StrategyKnobs
+    from speccascade.strategy_names import StrategyKnobs
     from speccascade.runtime.decoding.sampling import GREEDY
 
     from runtime_fixtures import perturbed, random_prompts

@@ -23,7 +23,7 @@ from speccascade.runtime.decoding import RUNTIME, Decoder, build_strategy
 from speccascade.simulate import simulate
 from speccascade.simulate.build import SIMULATOR
 from speccascade.simulate.empirical import empirical_process, parse_empirical
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategy_names import StrategyKnobs
 
 from runtime_fixtures import random_prompts, toy_trio
 

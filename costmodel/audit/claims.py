@@ -21,7 +21,7 @@ from speccascade.hardware import ChipProfile, InputError, ModelProfile
 from speccascade.readers import read_json, validation_message
 from speccascade.limits import MAX_BATCH, MAX_CHIPS, MAX_CONTEXT, MAX_FILTER_WIDTH, MAX_K
 from speccascade.schema import Schema
-from speccascade.strategies import StrategyName
+from speccascade.strategy_names import StrategyName
 
 Role = Literal["target", "draft", "tiny"]
 ROLES: tuple[str, ...] = ("target", "draft", "tiny")

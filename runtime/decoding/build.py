@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 from speccascade import strategies as registry
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
-from speccascade.strategies import StrategyKnobs
+from speccascade.strategy_names import StrategyKnobs
 
 from .base import DecodingStrategy
 from .cascade import FilteredCascade, VerticalBudget, VerticalCascade

@@ -57,6 +57,9 @@ class StageConfig:
 
 
 def make_optimizer(stage: StageConfig) -> optax.GradientTransformation:
+    """Linear warmup to ``learning_rate`` then cosine decay to a tenth of it over ``steps``, global-norm clipping
+    at ``clip_norm``, AdamW (b1 0.9, b2 0.95, ``weight_decay``). Any plan with those fields works (the heads'
+    ``HeadsPlan`` too)."""
     warmup = min(stage.warmup_steps, max(stage.steps - 1, 1))
     schedule = optax.warmup_cosine_decay_schedule(0.0, stage.learning_rate, warmup, max(stage.steps, warmup + 1),
                                                   end_value=0.1 * stage.learning_rate)

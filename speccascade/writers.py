@@ -95,14 +95,21 @@ def _describe(path: Path) -> str | None:
     return "a special file (device, FIFO or socket)"
 
 
-def output_dir(path: str | Path, *, create: bool = True) -> Path:
-    """A folder to write into: an existing folder or one that can be made; never '', a file, or a special file."""
+def _usable(path: str | Path | None, empty: str, here: str) -> Path:
+    """``path`` as a Path, refused when empty (message ``empty``) or special / under a file (``PATH: cannot write
+    {here}: it is ...``)."""
     if path is None or str(path).strip() == "":
-        raise InputError("empty output path: name a folder (for example --out results)")
+        raise InputError(empty)
     path = Path(path)
     problem = _describe(path)
     if problem:
-        raise InputError(f"{path}: cannot write output here: it is {problem}")
+        raise InputError(f"{path}: cannot write {here}: it is {problem}")
+    return path
+
+
+def output_dir(path: str | Path, *, create: bool = True) -> Path:
+    """A folder to write into: an existing folder or one that can be made; never '', a file, or a special file."""
+    path = _usable(path, "empty output path: name a folder (for example --out results)", "output here")
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: is a file, not a folder (output goes into a folder here)")
     for parent in path.parents:
@@ -121,12 +128,7 @@ def output_dir(path: str | Path, *, create: bool = True) -> Path:
 def check_new_file(path: str | Path, *, force: bool = False) -> Path:
     """``path`` may be written: not special, not under a file, its folder exists or can be made, and no existing
     file is there unless ``force``."""
-    if path is None or str(path).strip() == "":
-        raise InputError("empty output file name")
-    path = Path(path)
-    problem = _describe(path)
-    if problem:
-        raise InputError(f"{path}: cannot write here: it is {problem}")
+    path = _usable(path, "empty output file name", "here")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name")
     if path.exists() and not force:

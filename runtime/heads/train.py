@@ -35,6 +35,7 @@ import optax
 
 from speccascade.errors import InputError
 
+from ..train import make_optimizer
 from .model import VARIANTS, HeadsConfig, HeadsModel, all_heads, heads_model, init_heads, lm_head_of
 
 HEADS_DIR = "heads"
@@ -211,14 +212,6 @@ def _repetition(tokens: np.ndarray) -> float:
     return repeated / max(total, 1)
 
 
-def _optimizer(plan: HeadsPlan) -> optax.GradientTransformation:
-    warmup = min(plan.warmup_steps, max(plan.steps - 1, 1))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, plan.learning_rate, warmup, max(plan.steps, warmup + 1),
-                                                  end_value=0.1 * plan.learning_rate)
-    return optax.chain(optax.clip_by_global_norm(plan.clip_norm),
-                       optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=plan.weight_decay))
-
-
 def head_losses(config: HeadsConfig, params: dict, hidden, labels, inputs) -> jax.Array:
     """Cross-entropy of each head, float32 [H]."""
     logits = all_heads(config, params, hidden, inputs if config.dependent else None)   # [M, H, V]
@@ -232,7 +225,7 @@ def train_heads(config: HeadsConfig, params: dict, data: Sequences, plan: HeadsP
     weights = jnp.asarray(plan.weights, jnp.float32)
     frozen = {key: value for key, value in params.items() if key == "embed"}
     trainable = {key: value for key, value in params.items() if key != "embed"}
-    optimizer = _optimizer(plan)
+    optimizer = make_optimizer(plan)  # the trio's schedule: warmup + cosine, clipped AdamW (same fields)
     opt_state = optimizer.init(trainable)
 
     def loss_fn(trainable, hidden, labels, inputs):

@@ -66,7 +66,7 @@ class Int8Embed(nnx.Module):
         self.scale = nnx.Param(jnp.ones((vocab_size,), jnp.float32))
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        rows = jax.lax.optimization_barrier(self.q[...][tokens])  # see transformer.gather_rows
+        rows = jax.lax.optimization_barrier(self.q[...][tokens])  # see layers.gather_rows
         return rows.astype(jnp.float32) * self.scale[...][tokens][..., None]
 
     def attend(self, x: jax.Array) -> jax.Array:

@@ -24,7 +24,7 @@ from flax import nnx
 
 from speccascade.errors import InputError
 from speccascade.runtime.api import CausalLM
-from speccascade.runtime.models.transformer import Embed, Linear, params_of, tree_bytes
+from speccascade.runtime.models.layers import Embed, Linear, params_of, tree_bytes
 from speccascade.runtime.profiles import model_profile
 
 

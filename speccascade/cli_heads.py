@@ -110,7 +110,8 @@ def evaluate(trio_dir: Optional[Path] = _trio, small: bool = _small, seed: int =
     from the held-out prompts (heads trained on first use)."""
     from speccascade.runtime.heads.evaluate import evaluate_heads
     from speccascade.runtime.heads.model import VARIANTS
-    from speccascade.runtime.heads.train import HeadsPlan, load_heads, make_sequences
+    from speccascade.runtime.heads.data import make_sequences
+    from speccascade.runtime.heads.train import HeadsPlan, load_heads
 
     trio, path = _load(trio_dir, small, seed)
     models = {variant: load_heads(trio, variant, path, seed=seed) for variant in VARIANTS}

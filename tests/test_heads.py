@@ -172,8 +172,8 @@ def test_a_trained_head_beats_a_random_head_and_checkpoints_round_trip(target, t
     from speccascade.runtime.checkpoint import read_manifest, write_manifest
     from speccascade.runtime.heads.evaluate import evaluate_heads
     from speccascade.runtime.heads.model import HeadsConfig, heads_model, init_heads, lm_head_of
-    from speccascade.runtime.heads.train import (HeadsPlan, annotate, continue_greedily, read_heads_file,
-                                                 save_heads, train_heads)
+    from speccascade.runtime.heads.data import annotate, continue_greedily
+    from speccascade.runtime.heads.train import HeadsPlan, read_heads_file, save_heads, train_heads
 
     small = target
     plan = HeadsPlan(prompt_len=8, generate=16, steps=30, batch=128, learning_rate=3e-3, warmup_steps=4)

@@ -189,7 +189,7 @@ def complete(result: dict, target, heads: dict, prompts, decoded_text=None) -> d
       for autoregressive decoding, and ``predicted_speedup_host``: the cost model's speedup with a per-step host
       time equal to autoregressive decoding's (what a calibrated chip's step overhead adds)."""
     from .evaluate import evaluate_heads, walk_replay
-    from .train import annotate
+    from .data import annotate
 
     prompts = [list(map(int, p)) for p in prompts]
     width = max(len(p) for p in prompts)

@@ -1,6 +1,6 @@
 """Held-out evaluation of decoding heads: rank accuracies, conditional accuracies, and what they predict.
 
-On held-out sequences (:class:`speccascade.runtime.heads.train.Sequences`: held-out prompts, the Target's greedy
+On held-out sequences (:class:`speccascade.runtime.heads.data.Sequences`: held-out prompts, the Target's greedy
 continuation), at every position t past the prompt, R_k = the rank of the Target's own next-but-k token
 (label[t + k]) in head k's logits (0 = top-1; Hydra's head k is fed the true tokens x_{t+1..t+k}: what it sees on
 a correct tree path). From the ranks:

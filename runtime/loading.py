@@ -49,6 +49,7 @@ def load_spec(spec: str, *, random_weights: bool = False, seed: int = 0, max_len
               trio_dir: str | Path | None = None, trio=None) -> Loaded:
     """One model from a spec (module docstring)."""
     from . import hf
+    from .hf_tokenizer import load_tokenizer
     from .random_models import random_model
 
     base, fmt = split_format(spec)
@@ -72,7 +73,7 @@ def load_spec(spec: str, *, random_weights: bool = False, seed: int = 0, max_len
             model, kind = random_model(f"{base}:{fmt}" if fmt else base, seed, max_len), "random"
         else:
             model, kind = hf.load_checkpoint(path, fmt or "bf16", max_len), "checkpoint"
-        tokenizer = (hf.load_tokenizer(path, model.vocab_size) if (path / hf.TOKENIZER_FILE).is_file() else None)
+        tokenizer = (load_tokenizer(path, model.vocab_size) if (path / hf.TOKENIZER_FILE).is_file() else None)
         return Loaded(model, spec, kind, tokenizer)
     if not random_weights:
         from speccascade.hardware.registry import is_path, load_model

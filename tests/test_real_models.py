@@ -79,7 +79,9 @@ def test_shards_formats_and_profile(llama_dir, tmp_path, monkeypatch):
 
 
 def test_tokenizer_and_generate_from_a_checkpoint(llama_dir, capsys):
-    tokenizer = hf.load_tokenizer(llama_dir, 96)
+    from speccascade.runtime.hf_tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(llama_dir, 96)
     text = "def main(argv):"
     assert tokenizer.decode(tokenizer.encode(text)) == text
     assert tokenizer.prompt_ids(text)[0] == 1  # config.json's bos_token_id first

@@ -4,13 +4,14 @@ The model is the cost model's own forward time (:mod:`speccascade.costmodel.forw
 corrections, so what is fitted is exactly what ``predict`` later applies:
 
     t(T, S) = max(memory_s, compute_s) + token_s + context_s + overhead_s
-    memory_s  = W / (BW_w f_w) + S kv / (BW_kv f_kv)           compute_s = (2 N T + A (S + T) T) / (peak eta)
+    memory_s  = W / (BW_w f_w g) + S kv / (BW_kv f_kv)           compute_s = (2 N T + A (S + T) T) / (peak eta)
     token_s   = token_slope (T - 1) 2 N / peak                  context_s = context_slope S kv / BW_kv
 
 (batch 1, one device: the microbenchmark's setting). Parameters, each bounded: ``bandwidth_fraction.LEVEL`` in
 [1e-4, 1] for each level holding some model's weights; ``compute_efficiency.DTYPE`` in [1e-4, 1] for each
-compute dtype among the models; ``overhead_s`` in [0, 10 max(ms)]; ``token_slope`` in [0, 1e4] (when some
-forward has T > 1); ``context_slope`` in [0, 1e7] (when the context varies for a model with a KV cache).
+compute dtype among the models; ``weight_efficiency.DTYPE`` (g) in [1e-4, 1] for each weight format other than
+the reference one (the format most points use) that shares a level with it; ``overhead_s`` in [0, 10 max(ms)]; ``token_slope`` in [0, 1e4] (when some
+forward has T > 1; one ``token_slope.DTYPE`` per weight format when several formats have such forwards); ``context_slope`` in [0, 1e7] (when the context varies for a model with a KV cache).
 Main memory's fraction is fitted only when it holds weights: KV reads alone cannot be told apart from the context
 slope (both scale with S kv).
 
@@ -104,15 +105,21 @@ def with_corrections(chip: ChipProfile, values: Mapping[str, float], validate: b
     """``chip`` with the named correction values set (others kept). Peaks are never touched."""
     base = chip.corrections
     fractions, by_dtype, scalars = dict(base.bandwidth_fraction), dict(base.compute_efficiency_by_dtype), {}
+    formats, slopes = dict(base.weight_efficiency), dict(base.token_slope_by_dtype)
     for name, value in values.items():
         head, _, key = name.partition(".")
         if head == "bandwidth_fraction":
             fractions[key] = value
+        elif head == "weight_efficiency":
+            formats[key] = value
+        elif head == "token_slope" and key:
+            slopes[key] = value
         elif head == "compute_efficiency" and key:
             by_dtype[key] = value
         else:
             scalars[head] = value
-    update = {"bandwidth_fraction": fractions, "compute_efficiency_by_dtype": by_dtype, **scalars}
+    update = {"bandwidth_fraction": fractions, "compute_efficiency_by_dtype": by_dtype, "weight_efficiency": formats,
+              "token_slope_by_dtype": slopes, **scalars}
     if not validate:
         return chip.model_copy(update={"corrections": base.model_copy(update=update)})
     corrections = Corrections.model_validate({**base.model_dump(), **update})
@@ -155,10 +162,16 @@ def candidate_parameters(chip: ChipProfile, points: Sequence[ForwardPoint]) -> t
     if main not in {point.level for point in points} and any(p.model.kv_bytes_per_token > 0 for p in points):
         notes.append(f"bandwidth_fraction.{main}: no model's weights are in {main}, so only KV reads use it; they "
                      f"cannot be told apart from context_slope, which takes the KV cost (the fraction is kept)")
+    _, formats, format_notes = weight_formats(points)
+    parameters += [Parameter(f"weight_efficiency.{dtype}", 1e-4, 1.0, 1.0) for dtype in formats]
+    notes += format_notes
     parameters += [Parameter(f"compute_efficiency.{dtype}", 1e-4, 1.0, 1.0)
                    for dtype in sorted({point.model.compute_dtype for point in points})]
     parameters.append(Parameter("overhead_s", 0.0, 10 * max_ms, 0.0, scale=max(1e-6, 0.1 * max_ms)))
-    if any(point.tokens > 1 for point in points):
+    multi = sorted({point.model.dtype for point in points if point.tokens > 1})
+    if len(multi) > 1:  # one slope per weight format (their kernels differ)
+        parameters += [Parameter(f"token_slope.{dtype}", 0.0, 1e4, 0.0) for dtype in multi]
+    elif multi:
         parameters.append(Parameter("token_slope", 0.0, 1e4, 0.0))
     else:
         notes.append("token_slope: every forward is over 1 token, so nothing measures the per-token slope (kept)")
@@ -177,11 +190,33 @@ def candidate_parameters(chip: ChipProfile, points: Sequence[ForwardPoint]) -> t
     return parameters, notes
 
 
+def weight_formats(points: Sequence[ForwardPoint]) -> tuple[str, list[str], list[str]]:
+    """(reference weight format, the formats whose efficiency g the points determine, notes). The reference is the
+    format most points use, the widest on a tie (g = 1; its level fractions describe it); another format's g is fitted when some level
+    holds weights of both it and the reference (otherwise g and that level's fraction change the times alike)."""
+    counts: dict[str, int] = {}
+    levels: dict[str, set[str]] = {}
+    for point in points:
+        counts[point.model.dtype] = counts.get(point.model.dtype, 0) + 1
+        levels.setdefault(point.model.dtype, set()).add(point.level)
+    width = {point.model.dtype: point.model.bytes_per_param for point in points}
+    reference = max(sorted(counts), key=lambda dtype: (counts[dtype], width[dtype]))  # ties: the widest format
+    fitted = [dtype for dtype in sorted(counts) if dtype != reference and levels[dtype] & levels[reference]]
+    notes = [f"weight_efficiency.{dtype}: no level holds both {dtype} and {reference} weights, so the format's "
+             f"efficiency cannot be told apart from the level's fraction (kept at 1)"
+             for dtype in sorted(counts) if dtype != reference and dtype not in fitted]
+    if len(counts) > 1:
+        notes.append(f"weight formats: {reference} is the reference (weight_efficiency 1); "
+                     + (", ".join(f"{dtype} fitted" for dtype in fitted) or "no other format fitted"))
+    return reference, fitted, notes
+
+
 def _start(parameters: Sequence[Parameter], start: tuple[float, float, float, float]) -> np.ndarray:
     fraction, eta, overhead, slope = start
     x = []
     for p in parameters:
-        value = {"bandwidth_fraction": fraction, "compute_efficiency": eta}.get(p.name.partition(".")[0])
+        value = {"bandwidth_fraction": fraction, "compute_efficiency": eta,
+                 "weight_efficiency": fraction}.get(p.name.partition(".")[0])
         if value is None:
             value = overhead * p.upper / 10 if p.name == "overhead_s" else slope
         x.append(np.clip(value, p.lower + 1e-9 * (p.upper - p.lower), p.upper) / p.scale)
@@ -207,7 +242,7 @@ def _linear_start(problem: _Problem) -> np.ndarray:
                 row.append((weights_s if point.level == key else 0.0) + (kv_s if key == main.name else 0.0))
             elif p.name == "overhead_s":
                 row.append(1.0)
-            elif p.name == "token_slope":
+            elif head == "token_slope" and (not key or key == point.model.dtype):
                 row.append((point.tokens - 1) * 2 * float(values["matmul_params"]) / float(values["peak_flops"]))
             elif p.name == "context_slope":
                 row.append(kv_s)
@@ -222,7 +257,8 @@ def _linear_start(problem: _Problem) -> np.ndarray:
     x = []
     for p, c in zip(problem.parameters, coefficients):
         head = p.name.partition(".")[0]
-        value = {"bandwidth_fraction": 1.0 / c if c > 0 else 1.0, "compute_efficiency": 0.9}.get(head, c)
+        value = {"bandwidth_fraction": 1.0 / c if c > 0 else 1.0, "compute_efficiency": 0.9,
+                 "weight_efficiency": 1.0}.get(head, c)
         x.append(np.clip(value, p.lower + 1e-6 * (p.upper - p.lower), p.upper - 1e-6 * (p.upper - p.lower))
                  / p.scale)
     return np.asarray(x, dtype=float)

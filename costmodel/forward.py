@@ -11,7 +11,8 @@ One forward of model M over T new tokens at context S, batch B, tensor parallel 
               = memory_s + compute_s + comm_s + token_s + context_s + overhead_s        (sum: the seed's eq. 4 form)
 
 W: weight bytes one forward streams (all but the gathered input embedding; seed eq. 4's W_i), read from the
-fastest memory level the weights were placed in (BW_w, achieved fraction f_w); kv: KV-cache bytes per token,
+fastest memory level the weights were placed in (BW_w, achieved fraction f_w = the level's fraction times the
+weight format's efficiency g, ``Corrections.weight_efficiency``); kv: KV-cache bytes per token,
 read from main memory; N: parameters in matmuls (2 FLOPs each per token); A = 4 * layers * heads * head_dim
 (QK^T and AV); peak: the chip's FLOP/s for the compute dtype, eta its achieved fraction; comm: two ring
 all-reduces of the activations (B * T * D bf16 values) per layer (Megatron-style tensor parallelism);
@@ -107,7 +108,7 @@ def forward_inputs(chip: ChipProfile, model: ModelProfile, *, level: str, tokens
         "new_tokens": np.asarray(tokens, dtype=float),
         "tensor_parallel": np.asarray(tp, dtype=float),
         "bw_weights": weights_level.bandwidth_bytes_per_s,
-        "frac_weights": chip.bandwidth_fraction(weights_level.name),
+        "frac_weights": chip.bandwidth_fraction(weights_level.name) * chip.corrections.weight_efficiency_for(model.dtype),
         "bw_kv": main.bandwidth_bytes_per_s,
         "frac_kv": chip.bandwidth_fraction(main.name),
         "matmul_params": streamed,
@@ -120,7 +121,7 @@ def forward_inputs(chip: ChipProfile, model: ModelProfile, *, level: str, tokens
         else np.inf,
         "collective_latency": interconnect.latency_s if interconnect else 0.0,
         "overhead_s": chip.corrections.overhead_s,
-        "token_slope": chip.corrections.token_slope,
+        "token_slope": chip.corrections.token_slope_for(model.dtype),
         "context_slope": chip.corrections.context_slope,
     }
 

@@ -114,14 +114,21 @@ class Corrections(_Frozen):
     How ``costmodel/forward.py`` applies them to one forward (T new tokens, context S, batch B, tensor parallel P):
 
     * ``bandwidth_fraction[level]`` f: achieved share of a level's bandwidth (weights from their level, KV from main
-      memory): memory_s = W / (P BW_w f_w) + B S kv / (P BW_kv f_kv);
+      memory): memory_s = W / (P BW_w f_w g) + B S kv / (P BW_kv f_kv);
+    * ``weight_efficiency[dtype]`` g: the share of the level's achieved bandwidth at which the matmul kernels
+      consume weights stored in ``dtype`` (identity 1 when absent): where a format's kernels convert or unpack
+      weights slower than memory delivers them (XLA:CPU's bfloat16 and int8 matmuls over a few rows), a model in
+      that format streams slower than one of the reference format on the same level. Fitted relative to the
+      reference format of the calibration (the one most forwards used, usually fp32), which keeps g = 1;
     * ``compute_efficiency`` eta: achieved share of the peak FLOP/s, per compute dtype in
       ``compute_efficiency_by_dtype`` (a dtype not listed takes the scalar): compute_s = FLOPs / (P peak eta);
     * ``overhead_s``: fixed seconds per forward (launch, dispatch, fixed per-call work);
     * ``token_slope``: extra seconds per new token beyond the first (B T - 1 of them), in multiples of that token's
       roofline matmul time 2 N / (P peak): token_s = token_slope (B T - 1)^+ 2 N / (P peak). Zero on the pure
       roofline; positive where a forward over several tokens costs more than its roofline (e.g. XLA:CPU's
-      matrix-matrix kernels streaming slower than matrix-vector ones);
+      matrix-matrix kernels streaming slower than matrix-vector ones); per weight format in
+      ``token_slope_by_dtype`` (a format not listed takes the scalar), since formats' kernels differ (XLA:CPU pads a
+      bfloat16 matmul to 8 rows, so its forwards over 1..8 tokens cost alike);
     * ``context_slope``: extra seconds per cached position, in multiples of its datasheet KV read time:
       context_s = context_slope B S kv / (P BW_kv) (attention work growing with the context beyond the KV read).
 
@@ -136,8 +143,10 @@ class Corrections(_Frozen):
     bandwidth_fraction: dict[str, float] = Field(default_factory=dict)
     compute_efficiency: float = Field(default=1.0, gt=0, le=1.0)
     compute_efficiency_by_dtype: dict[str, float] = Field(default_factory=dict)
+    weight_efficiency: dict[str, float] = Field(default_factory=dict)
     overhead_s: float = Field(default=0.0, ge=0)
     token_slope: float = Field(default=0.0, ge=0)
+    token_slope_by_dtype: dict[str, float] = Field(default_factory=dict)
     context_slope: float = Field(default=0.0, ge=0)
     step_overhead_s: dict[str, float] = Field(default_factory=dict)
     calibrated: bool = False
@@ -152,12 +161,30 @@ class Corrections(_Frozen):
         for strategy, seconds in self.step_overhead_s.items():
             if not (seconds >= 0 and seconds < 3600):
                 raise ValueError(f"step_overhead_s[{strategy}] = {seconds} is outside [0, 3600) seconds")
+        for dtype, slope in self.token_slope_by_dtype.items():
+            if dtype not in DTYPES:
+                raise ValueError(f"unknown dtype '{dtype}' in token_slope_by_dtype")
+            if not 0 <= slope < float("inf"):
+                raise ValueError(f"token_slope_by_dtype[{dtype}] = {slope} must be finite and >= 0")
+        for dtype, efficiency in self.weight_efficiency.items():
+            if dtype not in DTYPES:
+                raise ValueError(f"unknown dtype '{dtype}' in weight_efficiency")
+            if not 0 < efficiency <= 1:
+                raise ValueError(f"weight_efficiency[{dtype}] = {efficiency} is outside (0, 1]")
         for dtype, efficiency in self.compute_efficiency_by_dtype.items():
             if dtype not in DTYPES:
                 raise ValueError(f"unknown dtype '{dtype}' in compute_efficiency_by_dtype")
             if not 0 < efficiency <= 1:
                 raise ValueError(f"compute_efficiency_by_dtype[{dtype}] = {efficiency} is outside (0, 1]")
         return self
+
+    def token_slope_for(self, dtype: str) -> float:
+        """The token slope for weights stored in ``dtype``: its entry, else the scalar ``token_slope``."""
+        return self.token_slope_by_dtype.get(dtype, self.token_slope)
+
+    def weight_efficiency_for(self, dtype: str) -> float:
+        """g for weights stored in ``dtype``: its entry, else 1 (the level's fraction alone)."""
+        return self.weight_efficiency.get(dtype, 1.0)
 
     def compute_efficiency_for(self, dtype: str) -> float:
         """eta for a compute dtype: its own entry, else the scalar ``compute_efficiency``."""

@@ -88,6 +88,51 @@ def test_noise_free_fit_is_exact_and_predicts_like_the_truth():
     assert fit.residuals.max_abs < 1e-6
 
 
+def _as_format(model: ModelProfile, dtype: str) -> ModelProfile:
+    return model.model_copy(update={"name": f"{model.name}:{dtype}", "dtype": dtype})
+
+
+# a bf16 copy of each fp32 model on the same level: the format's own streaming efficiency and token slope
+MIXED = {**MODELS, "tiny-bf16": _as_format(MODELS["tiny"], "bf16"), "draft-bf16": _as_format(MODELS["draft"], "bf16"),
+         "target-bf16": _as_format(MODELS["target"], "bf16")}
+MIXED_TRUTH = {"bandwidth_fraction.L3": 0.35, "bandwidth_fraction.DRAM": 0.6, "weight_efficiency.bf16": 0.45,
+               "compute_efficiency.fp32": 0.4, "overhead_s": 20e-6, "token_slope.fp32": 2.0, "token_slope.bf16": 0.3,
+               "context_slope": 300.0}
+
+
+def test_weight_formats_get_their_own_streaming_efficiency_and_token_slope(monkeypatch):
+    """fp32 and bf16 copies of the same models on the same levels: the bf16 weights' efficiency g (relative to fp32,
+    the reference) and each format's token slope are recovered, noise-free exactly and with 3% noise inside their
+    intervals; the fitted profile predicts a bf16 model as the truth does."""
+    monkeypatch.setitem(LEVELS, "tiny-bf16", "L3")
+    monkeypatch.setitem(LEVELS, "draft-bf16", "L3")
+    monkeypatch.setitem(LEVELS, "target-bf16", "DRAM")
+    exact = fit_forwards(CHIP, synthetic_points(0, noise=0.0, models=MIXED, truth=MIXED_TRUTH))
+    assert set(MIXED_TRUTH) <= set(exact.parameters), sorted(exact.parameters)
+    for name, value in MIXED_TRUTH.items():
+        assert exact.parameters[name].value == pytest.approx(value, rel=1e-3), name
+    assert exact.corrections.weight_efficiency_for("bf16") == pytest.approx(0.45, rel=1e-3)
+    assert exact.corrections.weight_efficiency_for("fp32") == 1.0
+    assert any("fp32 is the reference" in note for note in exact.notes)
+    inside = 0
+    for seed in range(8):
+        fit = fit_forwards(CHIP, synthetic_points(seed, models=MIXED, truth=MIXED_TRUTH))
+        inside += sum(fit.parameters[name].low <= value <= fit.parameters[name].high
+                      for name, value in MIXED_TRUTH.items())
+    assert inside >= 0.85 * 8 * len(MIXED_TRUTH)
+    # a single-format fit keeps the scalar token slope and no format efficiency (nothing to tell it from)
+    single = fit_forwards(CHIP, synthetic_points(0, noise=0.0))
+    assert "token_slope" in single.parameters and not any(n.startswith("weight_efficiency") for n in single.parameters)
+
+
+def test_a_format_alone_on_its_level_keeps_efficiency_one_and_says_why(monkeypatch):
+    models = {"tiny": MODELS["tiny"], "target-bf16": _as_format(MODELS["target"], "bf16"), "draft": MODELS["draft"]}
+    monkeypatch.setitem(LEVELS, "target-bf16", "DRAM")
+    fit = fit_forwards(CHIP, synthetic_points(0, noise=0.0, models=models, truth=TRUTH))
+    assert "weight_efficiency.bf16" not in fit.parameters
+    assert any("no level holds both bf16 and fp32" in note for note in fit.notes)
+
+
 def test_bootstrap_intervals():
     fit = fit_forwards(CHIP, synthetic_points(3), bootstrap=20, seed=1)
     assert fit.uncertainty == "bootstrap (20 resamples)"

@@ -150,6 +150,22 @@ def test_heads_report_keeps_existing_report_and_checks_its_bench_file_first(caps
     assert not (workspace / "new").exists()
 
 
+HOSTILE_READS = [("bench --config", "fifo"), ("bench --config", "zero"), ("bench --config", "dir"),
+                 ("bench --config", "utf8"), ("generate --config", "zero"), ("heads report --bench", "fifo_json"),
+                 ("heads report --bench", "zero_json"), ("heads report --bench", "deep"),
+                 ("heads report --bench", "bigint"), ("heads report --bench", "utf8_json"),
+                 ("heads report --bench", "nan_json"), ("heads report --bench", "file")]
+
+
+@pytest.mark.parametrize("where,kind", HOSTILE_READS, ids=[f"{w}-{k}" for w, k in HOSTILE_READS])
+def test_hostile_files_given_to_runtime_commands(capsys, workspace, hostile, where, kind):
+    """FIFOs (would hang), links to /dev/zero (would read forever), folders, invalid UTF-8, deep JSON, huge
+    integers, NaN and plain text: one line each, before any model loads."""
+    command, flag = where.rsplit(" ", 1)
+    err = refused(capsys, workspace, *_argv(command, flag, str(hostile[kind])))
+    assert SENTINEL not in err, err
+
+
 RUNTIME_FLAGS = [("bench", "--temperature"), ("bench", "--top-p"), ("bench", "--top-k"), ("bench", "--repeats"),
                  ("bench", "--new-tokens"), ("bench", "--staged-repeats"), ("bench", "--overhead-steps"),
                  ("bench", "--k"), ("bench", "--k-tiny"), ("bench", "--filter-width"), ("bench", "--tree-nodes"),

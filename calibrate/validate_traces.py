@@ -8,8 +8,10 @@ it. Fitting uses only what is allowed to enter:
   configuration's decoding run; :func:`calibrate.forward_fit.fit_forwards`);
 - the host overhead per step (:mod:`.overhead`) from the *fit-on* configurations' steps only (a strategy without a
   fit-on configuration takes the mean of the others, the profile's ``"*"``);
-- the acceptance per drafter->verifier pair (MLE accepted / judged, pooled over the fit-on configurations with that
-  pair and parameter) from the fit-on configurations only.
+- the acceptance per drafter->verifier pair (MLE accepted / judged) from the fit-on configurations only: for a
+  held-out configuration, pooled over the fit-on configurations *of its own trace* (the same prompts and models:
+  acceptance is a property of the text decoded, not of the timing) when they measure that parameter, else pooled
+  over every fit-on configuration (``Validation.acceptance``; ``acceptance_by_trace`` lists the per-trace values).
 
 Each held-out configuration is then predicted with ``costmodel.predict`` on the calibrated chip, the header's model
 profiles, its knobs and its mean context; the *uncalibrated* prediction uses the header's chip profile (datasheet
@@ -164,6 +166,7 @@ class Validation:
     step_overhead_s: dict[str, float]
     forward_residual_rms: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    acceptance_by_trace: dict[str, dict[str, float]] = field(default_factory=dict)  # trace tag -> its fit-on values
 
     def summary(self) -> dict:
         apes = [row.ape for row in self.rows]
@@ -176,6 +179,7 @@ class Validation:
 
     def to_json(self) -> dict:
         return {"summary": self.summary(), "fit_on": list(self.fit_on), "acceptance": self.acceptance,
+                "acceptance_by_trace": self.acceptance_by_trace,
                 "step_overhead_s": self.step_overhead_s, "forward_residual_rms": self.forward_residual_rms,
                 "rows": [dataclasses.asdict(row) | {"ape": row.ape, "uncalibrated_ape": row.uncalibrated_ape}
                          for row in self.rows], "notes": list(self.notes)}
@@ -264,21 +268,27 @@ def validate_traces(paths: Sequence[str | Path], fit_on: str = "rest", holdout: 
                                     tuple(trace_source(trace) for trace in device.traces), "validation", 0,
                                     step_overhead_s=overhead_s)
     acceptance = pooled_acceptance(measured, fit_labels)
+    by_trace = {tag: pooled_acceptance(measured, {label for label in fit_labels if measured[label].tag == tag})
+                for tag in {item.tag for item in measured.values()}}
+
+    def acceptance_of(item: Measured) -> dict[str, float]:
+        return {**acceptance, **by_trace.get(item.tag, {})}  # the trace's own parameters win
     # each trace's own autoregressive configuration is its speedup baseline
     baselines = {item.tag: item for item in measured.values() if item.strategy == AR}
     rows = []
     for label in sorted(held):
         item = measured[label]
-        predicted = _predicted_ms(item, calibrated, acceptance)
-        raw = _predicted_ms(item, device.chip, acceptance)
+        own = acceptance_of(item)
+        predicted = _predicted_ms(item, calibrated, own)
+        raw = _predicted_ms(item, device.chip, own)
         speedups = (None, None, None)
         ar = baselines.get(item.tag)
         if ar is not None and item.strategy != AR:
-            speedups = (ar.median_ms / item.median_ms, _predicted_ms(ar, calibrated, acceptance) / predicted,
-                        _predicted_ms(ar, device.chip, acceptance) / raw)
+            speedups = (ar.median_ms / item.median_ms, _predicted_ms(ar, calibrated, own) / predicted,
+                        _predicted_ms(ar, device.chip, own) / raw)
         rows.append(Row(label, item.strategy, item.median_ms, predicted, raw, *speedups))
     notes = []
     if len(baselines) < len({item.tag for item in measured.values()}):
         notes.append("a trace without an autoregressive configuration: its speedups are not computed")
     return Validation(tuple(rows), tuple(sorted(fit_labels)), acceptance, overhead_s, fit.residuals.rms,
-                      tuple(notes))
+                      tuple(notes), {tag: values for tag, values in sorted(by_trace.items()) if values})

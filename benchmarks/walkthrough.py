@@ -5,7 +5,7 @@ Prints JSON as its last line.
    microbenchmarks and the host-overhead measurement) on the trio;
 2. ``calibrate`` that trace: this machine's calibrated chip profile and the trio's measured acceptance;
 3. ``optimize`` over speculative, vertical, vertical-budget and filtered (K <= --k-max, one chip, batch 1, no
-   quantization: what the trio runs) with that profile, the trio's model profiles and that acceptance, writing its
+   quantization: what the trio runs; at the mean context of the calibration run's steps) with that profile, the trio's model profiles and that acceptance, writing its
    top 5 with ``--write-config``;
 4. ``runtime bench --config`` semantics for all five at once (their strategies and knobs, interleaved with
    autoregressive in one run so that the machine's drift hits them alike);
@@ -84,11 +84,15 @@ def main() -> None:
          "--json"], log)
     cli(["calibrate", str(out / "calibration" / "trace.jsonl"), "--out", str(out / "calibrated"), "--name",
          "walkthrough", "--force"], log)
+    from speccascade.traces import read_trace
+
+    steps = [step for step in read_trace(out / "calibration" / "trace.jsonl").steps if step.mode == "fused"]
+    context = round(statistics.mean(step.context for step in steps))  # the context the runs decode at
     target_profile = "target.toml" if args.target_weights == "fp32" else f"target.toml:{args.target_weights}"
     chosen = json.loads(cli(["optimize", "--hardware", str(out / "calibrated" / "walkthrough.toml"),
                              "--target", str(trio / target_profile), "--draft", str(trio / "draft.toml"),
                              "--tiny", str(trio / "tiny.toml"), "--acceptance",
-                             str(out / "calibrated" / "acceptance.json"), "--quantize", "", "--chips", "1",
+                             str(out / "calibrated" / "acceptance.json"), "--quantize", "", "--chips", "1", "--context", str(context),
                              "--strategies", SEARCHED, "--k-max", str(args.k_max), "--top", "5",
                              "--write-config", str(out / "chosen"), "--force", "--json"], log))
     ranked = [chosen["best"], *chosen["runner_ups"]][:5]
@@ -112,7 +116,7 @@ def main() -> None:
                                          [row["measured_ms_per_token"] for row in rows]),
               "median_abs_error": statistics.median(abs(row["error"]) for row in rows),
               "repeat_spread": statistics.median(row["measured_spread"] for row in rows),
-              "autoregressive_ms_per_token": summary["strategies"]["autoregressive"]["ms_per_token"]["median"],
+              "context": context, "autoregressive_ms_per_token": summary["strategies"]["autoregressive"]["ms_per_token"]["median"],
               "rows": rows, "out": str(out), "commands": log}
     (out / "walkthrough.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from speccascade.errors import InputError
+from speccascade.readers import read_json
 from speccascade.runtime.models.tiny import Tiny, TinyConfig
 from speccascade.runtime.models.transformer import Transformer, TransformerConfig
 
@@ -138,15 +139,18 @@ def read_manifest(directory: str | Path) -> dict:
     """The manifest of a checkpoint directory, with every listed file's sha256 verified."""
     directory = Path(directory)
     path = directory / MANIFEST
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{directory} is not a checkpoint: {MANIFEST} is missing")
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise InputError(f"{directory} is not a checkpoint: {MANIFEST} is missing") from err
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"checkpoint manifest {path} is corrupted: {err}") from err
+        manifest = read_json(path)
+    except InputError as err:
+        raise InputError(f"checkpoint manifest is corrupted: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise InputError(f"{path} is not a {MANIFEST_FORMAT} manifest")
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(digest, str) for digest in files.values()):
+        raise InputError(f"{path}: 'files' must map file names to sha256 digests")
+    for name, digest in files.items():
         file = directory / name
         if not file.is_file():
             raise InputError(f"checkpoint file {file} listed in the manifest is missing")

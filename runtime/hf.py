@@ -32,7 +32,6 @@ runtime attends over the whole cache, exact only below the window).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from speccascade.errors import InputError
+from speccascade.readers import read_json
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -60,7 +60,8 @@ def weight_format(name: str) -> str:
 
 
 def is_checkpoint_dir(path: str | Path) -> bool:
-    return Path(path).expanduser().is_dir() and (Path(path).expanduser() / CONFIG_FILE).is_file()
+    config = Path(path).expanduser() / CONFIG_FILE
+    return Path(path).expanduser().is_dir() and (config.exists() or config.is_symlink())  # read_config checks it
 
 
 def read_config(directory: str | Path) -> dict:
@@ -68,12 +69,9 @@ def read_config(directory: str | Path) -> dict:
     if not directory.is_dir():
         raise InputError(f"checkpoint directory {directory} does not exist")
     path = directory / CONFIG_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: file not found (a Hugging Face checkpoint needs config.json)")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
+    config = read_json(path)  # regular file, size limit, UTF-8, strict JSON, depth: one line otherwise
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a JSON object")
     return config
@@ -158,11 +156,11 @@ def weight_files(directory: str | Path) -> dict[str, Path]:
 
     directory = Path(directory).expanduser()
     single, index = directory / WEIGHTS_FILE, directory / INDEX_FILE
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
-            raise InputError(f"{index}: not a safetensors index (needs a 'weight_map' object): {error}") from None
+    if index.exists() or index.is_symlink():
+        index_data = read_json(index)
+        weight_map = index_data.get("weight_map") if isinstance(index_data, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(shard, str) for shard in weight_map.values()):
+            raise InputError(f"{index}: not a safetensors index (needs a 'weight_map' object of file names)")
         files = {name: directory / shard for name, shard in weight_map.items()}
         for shard in sorted(set(files.values())):
             if not shard.is_file():

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from speccascade.errors import InputError
+from speccascade.readers import read_json
 
 PATTERN = r" ?[^\W\d]\w*| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"
 EOT = "<|endoftext|>"
@@ -124,9 +125,9 @@ class ByteBPETokenizer:
     @classmethod
     def load(cls, path: str | Path) -> "ByteBPETokenizer":
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"cannot read tokenizer {path}: {err}") from err
+            data = read_json(path)
+        except InputError as err:
+            raise InputError(f"cannot read tokenizer {err}") from None
         return cls.from_json(data)
 
 

@@ -136,6 +136,64 @@ def test_bad_checkpoints_are_one_line_exit_2(llama_dir, tmp_path, capsys):
         hf.transformer_config(hf_config("mistral", max_pos=64), tmp_path, max_len=65)
 
 
+def test_hostile_checkpoint_files_are_one_line_exit_2(tmp_path, capsys):
+    """config.json, model.safetensors.index.json and tokenizer.json go through speccascade.readers: a FIFO (would
+    hang), a link to /dev/zero (would read forever), deep JSON, a huge integer and NaN are each one line."""
+    import os
+
+    config = hf_config()
+
+    def generate(target):
+        return one_line_error(capsys, "runtime", "generate", "--strategy", "autoregressive", "--prompt", "x",
+                              "--max-new", "2", "--target-model", str(target))
+
+    hostile = {"fifo": None, "zero": None, "deep": "[" * 5000 + "]" * 5000,
+               "bigint": '{"vocab_size": ' + "9" * 400 + "}", "nan": '{"vocab_size": NaN}'}
+    for kind, text in hostile.items():
+        bad = tmp_path / f"config-{kind}"
+        write_checkpoint(bad, config, hf_tensors(config))
+        (bad / "config.json").unlink()
+        if kind == "fifo":
+            os.mkfifo(bad / "config.json")
+        elif kind == "zero":
+            os.symlink("/dev/zero", bad / "config.json")
+        else:
+            (bad / "config.json").write_text(text)
+        err = generate(bad)
+        assert "config.json" in err, (kind, err)
+    index = write_checkpoint(tmp_path / "index", config, hf_tensors(config), shards=2)
+    for text, needle in (('{"weight_map": [1]}', "needs a 'weight_map' object"),
+                         ('{"weight_map": {"a": 3}}', "needs a 'weight_map' object"), ("{", "not valid JSON")):
+        (index / "model.safetensors.index.json").write_text(text)
+        assert needle in generate(index)
+    (index / "model.safetensors.index.json").unlink()
+    os.mkfifo(index / "model.safetensors.index.json")
+    assert "is a FIFO" in generate(index)
+
+    from speccascade.runtime.tokenizer import ByteBPETokenizer
+
+    os.mkfifo(tmp_path / "tokenizer.json")
+    with pytest.raises(InputError, match="is a FIFO"):
+        ByteBPETokenizer.load(tmp_path / "tokenizer.json")
+
+
+def test_hostile_checkpoint_manifests_are_one_line(tmp_path):
+    import os
+
+    from speccascade.runtime.checkpoint import MANIFEST, MANIFEST_FORMAT, read_manifest
+
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / MANIFEST)
+    with pytest.raises(InputError, match="is a FIFO"):
+        read_manifest(tmp_path / "fifo")
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / MANIFEST).write_text(json.dumps({"format": MANIFEST_FORMAT, "files": []}))
+    with pytest.raises(InputError, match="'files' must map file names"):
+        read_manifest(tmp_path / "files")
+    with pytest.raises(InputError, match="is missing"):
+        read_manifest(tmp_path)
+
+
 # --- profile-shaped random models -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [n for n in list_models() if load_model(n).architecture == "decoder"])
 def test_every_decoder_profile_builds_a_runtime_model_of_its_size(name):

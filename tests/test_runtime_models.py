@@ -187,3 +187,23 @@ def test_bfloat16_target_strategies_are_token_identical_to_greedy_autoregressive
     for name in ("speculative", "vertical", "vertical-budget", "filtered"):
         decoder = Decoder(build_strategy(name, tiny, draft, target, GREEDY, knobs), 64)
         assert [decoder.generate(prompt, 20).tokens for prompt in prompts] == expected, name
+
+
+def test_gather_rows_of_a_bfloat16_table_is_bit_identical_and_makes_no_float32_table_copy():
+    from speccascade.runtime.models.layers import gather_rows
+    table = jax.random.normal(jax.random.key(7), (1000, 24), jnp.float32).astype(jnp.bfloat16)
+    tokens = jnp.asarray([3, 999, 0, 3], jnp.int32)
+    rows = gather_rows(table, tokens)
+    assert rows.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(rows.astype(jnp.float32)), np.asarray(table[tokens].astype(jnp.float32)))
+
+    def looped(table, tokens):  # a gather inside a loop, the rows converted by the caller (as in a draft loop)
+        def body(step, total):
+            return total + gather_rows(table, (tokens + step) % 1000).astype(jnp.float32).sum()
+        return jax.lax.fori_loop(0, 3, body, jnp.zeros((), jnp.float32))
+
+    compiled = jax.jit(looped).lower(table, tokens).compile().as_text()
+    assert "f32[1000,24]" not in compiled  # the whole table is never converted to float32
+    np.testing.assert_allclose(float(looped(table, tokens)),
+                               sum(float(table[(tokens + s) % 1000].astype(jnp.float32).sum()) for s in range(3)),
+                               rtol=1e-5)
